@@ -1,0 +1,1 @@
+"""The anycast node and the appliance around it."""

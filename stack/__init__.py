@@ -1,0 +1,1 @@
+"""anycast-tcp's TCP/IP host: wire formats, sequence arithmetic, the sans-I/O TCP core and the host demux."""
