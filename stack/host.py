@@ -1,0 +1,368 @@
+"""A TCP/IP host, sans-I/O: IP packets in, IP packets out, connections demultiplexed by 4-tuple.
+
+The host knows nothing of anycast. It takes two policies that the anycast node replaces: what to do with a
+segment that matches no connection (default: the RST that RFC 9293 §3.10.7.1 requires) and where initial
+sequence numbers come from (default: RFC 6528).
+"""
+
+import dataclasses
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from .addresses import Address, is_unicast_source, packed
+from .seq import seq_add, seq_lt
+from .tcp.config import TcpConfig
+from .tcp.connection import Connection
+from .tcp.errors import LocalProtocolError
+from .tcp.events import Closed, Established, Event
+from .tcp.isn import IsnSource, Rfc6528Isn
+from .tcp.reset import reset_for
+from .tcp.state import State
+from .wire import (
+    ACK,
+    PROTO_TCP,
+    RST,
+    SYN,
+    IpPacket,
+    TcpSegment,
+    WireError,
+    build_tcp_packet,
+    parse_ip,
+    parse_tcp,
+)
+
+# RFC 6335 §6: the dynamic (ephemeral) port range.
+EPHEMERAL_PORTS = range(49152, 65536)
+IPV4_HEADER = 20
+IPV6_HEADER = 40
+TCP_HEADER = 20
+
+UnmatchedHandler = Callable[["Host", IpPacket, TcpSegment, float], None]
+
+
+def reset_unmatched(host: "Host", packet: IpPacket, seg: TcpSegment, now: float) -> None:
+    """The plain-TCP policy for a segment no connection or listener takes: RFC 9293 §3.10.7.1."""
+    rst = reset_for(seg)
+    if rst is not None:
+        host.send_segment(packet.dst, packet.src, rst)
+
+
+class Listener:
+    """A passive open on an address (or all of the host's addresses) and port, with a backlog."""
+
+    __slots__ = ("addr", "backlog", "config", "pending", "port")
+
+    def __init__(self, addr: Address | None, port: int, backlog: int, config: TcpConfig | None) -> None:
+        self.addr = addr
+        self.port = port
+        self.backlog = backlog
+        self.config = config
+        # Connections from this listener the application has not yet been told of (handshaking or queued).
+        self.pending = 0
+
+
+class Host:
+    def __init__(
+        self,
+        addresses: Iterable[str | bytes],
+        *,
+        secret: bytes,
+        mtu: int = 1500,
+        config: TcpConfig | None = None,
+        isn_source: IsnSource | None = None,
+        unmatched: UnmatchedHandler = reset_unmatched,
+        ttl: int = 64,
+    ) -> None:
+        self.addresses: frozenset[Address] = frozenset(packed(a) for a in addresses)
+        if not self.addresses:
+            raise ValueError("a Host needs at least one address")
+        if not IPV6_HEADER + TCP_HEADER + 64 <= mtu <= 65535:
+            raise ValueError(f"mtu={mtu} is out of range: use 124 to 65535 (1500 for Ethernet)")
+        base = config or TcpConfig()
+        # RFC 9293 §3.7.1 (MUST-14, MUST-67): advertise what fits in one IP datagram of our MTU.
+        self._config_v4 = dataclasses.replace(base, mss=min(base.mss, mtu - IPV4_HEADER - TCP_HEADER))
+        self._config_v6 = dataclasses.replace(base, mss=min(base.mss, mtu - IPV6_HEADER - TCP_HEADER))
+        self.mtu = mtu
+        self.ttl = ttl
+        self._secret = hashlib.blake2s(secret, person=b"ports").digest()
+        self.isn_source: IsnSource = isn_source or Rfc6528Isn(secret)
+        self.unmatched = unmatched
+        self.connections: dict[tuple[Address, int, Address, int], Connection] = {}
+        self.listeners: dict[tuple[Address | None, int], Listener] = {}
+        self._embryonic: dict[Connection, Listener | None] = {}  # passive, not yet announced to the application
+        self._dirty: dict[Connection, None] = {}  # may have output or a new deadline (insertion-ordered set)
+        self._event_ready: dict[Connection, None] = {}
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._armed: dict[Connection, float] = {}
+        self._timer_seq = 0
+        self._raw_out: list[bytes] = []
+        self._next_ephemeral = 0
+        self.drops: Counter[str] = Counter()
+        self.packets_in = 0
+        self.packets_out = 0
+
+    def config_for(self, addr: Address) -> TcpConfig:
+        return self._config_v4 if len(addr) == 4 else self._config_v6
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Application calls
+
+    def listen(
+        self,
+        port: int,
+        addr: str | bytes | None = None,
+        *,
+        backlog: int = 128,
+        config: TcpConfig | None = None,
+    ) -> Listener:
+        local = None if addr is None else packed(addr)
+        if local is not None and local not in self.addresses:
+            raise LocalProtocolError(f"cannot listen on an address this host does not have: {addr}")
+        if not 0 < port < 65536:
+            raise LocalProtocolError(f"port {port} is out of range 1-65535")
+        if backlog < 1:
+            raise LocalProtocolError(f"backlog={backlog} must be at least 1")
+        if (local, port) in self.listeners:
+            raise LocalProtocolError(f"already listening on port {port}: close that listener first")
+        listener = Listener(local, port, backlog, config)
+        self.listeners[(local, port)] = listener
+        return listener
+
+    def unlisten(self, listener: Listener) -> None:
+        """Stop accepting new connections on ``listener``; connections already made go on."""
+        self.listeners.pop((listener.addr, listener.port), None)
+
+    def connect(
+        self,
+        remote_addr: str | bytes,
+        remote_port: int,
+        now: float,
+        *,
+        local_addr: str | bytes | None = None,
+        local_port: int | None = None,
+        config: TcpConfig | None = None,
+    ) -> Connection:
+        remote = packed(remote_addr)
+        if local_addr is None:
+            local = next((a for a in sorted(self.addresses) if len(a) == len(remote)), None)
+            if local is None:
+                raise LocalProtocolError(f"this host has no address of the family of {remote_addr}")
+        else:
+            local = packed(local_addr)
+            if local not in self.addresses:
+                raise LocalProtocolError(f"cannot connect from an address this host does not have: {local_addr}")
+        if not 0 < remote_port < 65536:
+            raise LocalProtocolError(f"port {remote_port} is out of range 1-65535")
+        if local_port is None:
+            local_port = self._ephemeral_port(local, remote, remote_port)
+        elif (local, local_port, remote, remote_port) in self.connections:
+            raise LocalProtocolError(f"local port {local_port} is already connected to that peer")
+        iss = self.isn_source(local, local_port, remote, remote_port, now)
+        conn = self._register(local, local_port, remote, remote_port, iss, config or self.config_for(local))
+        conn.connect(now)
+        return conn
+
+    def _ephemeral_port(self, local: Address, remote: Address, remote_port: int) -> int:
+        """RFC 6056 §3.3.3 (Algorithm 3): a keyed hash of the endpoints picks where to start looking, so ports
+        are hard to guess yet successive connections to one peer do not collide."""
+        digest = hashlib.blake2s(local + remote + remote_port.to_bytes(2, "big"), key=self._secret, digest_size=4)
+        offset = int.from_bytes(digest.digest(), "big")
+        count = len(EPHEMERAL_PORTS)
+        for i in range(count):
+            port = EPHEMERAL_PORTS[(offset + self._next_ephemeral + i) % count]
+            if (local, port, remote, remote_port) not in self.connections:
+                self._next_ephemeral += i + 1
+                return port
+        raise LocalProtocolError("no free ephemeral port towards that peer: close some connections first")
+
+    def next_event(self) -> tuple[Connection, Event] | None:
+        """The next event of any connection the application knows of, with that connection. A passive
+        connection first appears with its ``Established`` event."""
+        ready = self._event_ready
+        while ready:
+            conn = next(iter(ready))
+            event = conn.next_event()
+            if event is None:
+                del ready[conn]
+                continue
+            if conn in self._embryonic:
+                listener = self._embryonic[conn]
+                if isinstance(event, Established):
+                    del self._embryonic[conn]
+                    if listener is not None:
+                        listener.pending -= 1
+                    return conn, event
+                if isinstance(event, Closed):
+                    del self._embryonic[conn]  # died before the application ever saw it
+                continue
+            return conn, event
+        return None
+
+    def send_segment(self, local: Address, remote: Address, seg: TcpSegment) -> None:
+        """Queue a segment that belongs to no connection (a policy's RST, for instance)."""
+        self._raw_out.append(build_tcp_packet(seg, local, remote, ttl=self.ttl))
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Packets
+
+    def receive_packet(self, data: bytes, now: float) -> None:
+        """Take one IP datagram from the device. Malformed input is dropped and counted in ``drops``."""
+        self.packets_in += 1
+        try:
+            packet = parse_ip(data)
+        except WireError:
+            self.drops["bad_ip"] += 1
+            return
+        if packet.dst not in self.addresses:
+            self.drops["not_our_address"] += 1
+            return
+        if packet.is_fragment:
+            # Peers never fragment TCP here: our MSS fits the MTU and we set DF. Reassembly is not built.
+            self.drops["fragment"] += 1
+            return
+        if packet.protocol != PROTO_TCP:
+            self.drops["not_tcp"] += 1
+            return
+        if not is_unicast_source(packet.src):
+            self.drops["bad_source"] += 1
+            return
+        try:
+            seg = parse_tcp(packet.payload, packet.src, packet.dst)
+        except WireError:
+            self.drops["bad_tcp"] += 1
+            return
+        self.receive_segment(packet, seg, now)
+
+    def receive_segment(self, packet: IpPacket, seg: TcpSegment, now: float) -> None:
+        """Demultiplex one parsed, checksum-verified segment."""
+        conn = self.connections.get((packet.dst, seg.dst_port, packet.src, seg.src_port))
+        if conn is not None:
+            if conn.state is State.TIME_WAIT and self._reopens_time_wait(conn, seg):
+                conn.expire_time_wait(now)
+                self._forget(conn)
+            else:
+                conn.receive_segment(seg, now)
+                self._dirty[conn] = None
+                return
+        if seg.flags & (SYN | ACK | RST) == SYN:
+            listener = self.listeners.get((packet.dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
+            if listener is not None:
+                self._accept_syn(listener, packet, seg, now, previous=conn)
+                return
+        self.unmatched(self, packet, seg, now)
+
+    def _reopens_time_wait(self, conn: Connection, seg: TcpSegment) -> bool:
+        """RFC 9293 §3.6.1 (MAY-2), RFC 6191: a new SYN may reopen a connection in TIME-WAIT if its sequence
+        number is beyond anything of the old incarnation (and a listener will take it)."""
+        return (
+            seg.flags & (SYN | ACK | RST) == SYN
+            and seq_lt(conn.rx.rcv_nxt, seg.seq)
+            and ((conn.local_addr, conn.local_port) in self.listeners or (None, conn.local_port) in self.listeners)
+        )
+
+    def _accept_syn(
+        self, listener: Listener, packet: IpPacket, seg: TcpSegment, now: float, previous: Connection | None
+    ) -> None:
+        if listener.pending >= listener.backlog:
+            # Like Linux without SYN cookies: drop the SYN; the client retries after its RTO.
+            self.drops["listen_overflow"] += 1
+            return
+        local, remote = packet.dst, packet.src
+        iss = self.isn_source(local, seg.dst_port, remote, seg.src_port, now)
+        if previous is not None and not seq_lt(previous.tx.snd_max, iss):
+            # RFC 9293 §3.6.1: the new ISN must be "larger than the largest sequence number it used on the
+            # previous connection incarnation".
+            iss = seq_add(previous.tx.snd_max, 1 << 16)
+        conn = self._register(local, seg.dst_port, remote, seg.src_port, iss, listener.config or self.config_for(local))
+        conn.listen()
+        listener.pending += 1
+        self._embryonic[conn] = listener
+        conn.receive_segment(seg, now)
+
+    def packets_to_send(self, now: float) -> list[bytes]:
+        """Everything due to go out now, as IP datagrams; call after any input, timer or application call."""
+        out = self._raw_out
+        self._raw_out = []
+        dirty = self._dirty
+        self._dirty = {}
+        ttl = self.ttl
+        for conn in dirty:
+            segments = conn.segments_to_send(now)
+            if segments:
+                local, remote = conn.local_addr, conn.remote_addr
+                for seg in segments:
+                    out.append(build_tcp_packet(seg, local, remote, ttl=ttl))
+            if conn.state is State.CLOSED:
+                self._forget(conn)
+            else:
+                self._arm(conn)
+        self.packets_out += len(out)
+        return out
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Timers: a heap of (deadline, tiebreak, connection); entries whose deadline moved are skipped lazily.
+
+    def get_timer(self) -> float | None:
+        for conn in self._dirty:
+            self._arm(conn)
+        timers, armed = self._timers, self._armed
+        while timers:
+            deadline, _, conn = timers[0]
+            if armed.get(conn) == deadline:
+                return deadline
+            heapq.heappop(timers)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        timers, armed = self._timers, self._armed
+        while timers and timers[0][0] <= now:
+            deadline, _, conn = heapq.heappop(timers)
+            if armed.get(conn) != deadline:
+                continue
+            del armed[conn]
+            conn.handle_timer(now)
+            self._dirty[conn] = None
+
+    def _arm(self, conn: Connection) -> None:
+        deadline = conn.get_timer()
+        if deadline is None:
+            self._armed.pop(conn, None)
+            return
+        if self._armed.get(conn) == deadline:
+            return
+        self._armed[conn] = deadline
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, conn))
+        if len(self._timers) > 4 * len(self._armed) + 1024:
+            # Drop the stale entries so the heap stays proportional to the live timers.
+            self._timers = [(d, s, c) for d, s, c in self._timers if self._armed.get(c) == d]
+            heapq.heapify(self._timers)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Connection table
+
+    def _register(
+        self, local: Address, local_port: int, remote: Address, remote_port: int, iss: int, config: TcpConfig
+    ) -> Connection:
+        conn = Connection(local, local_port, remote, remote_port, iss, config)
+        conn.on_change = self._on_change
+        self.connections[(local, local_port, remote, remote_port)] = conn
+        self._dirty[conn] = None
+        return conn
+
+    def _forget(self, conn: Connection) -> None:
+        key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
+        if self.connections.get(key) is conn:
+            del self.connections[key]
+        self._armed.pop(conn, None)
+        listener = self._embryonic.get(conn)
+        if listener is not None:
+            listener.pending -= 1
+            self._embryonic[conn] = None  # keep it until its events are drained, so they stay hidden
+
+    def _on_change(self, conn: Connection) -> None:
+        self._dirty[conn] = None
+        if conn.has_events:
+            self._event_ready[conn] = None

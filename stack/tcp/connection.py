@@ -1,0 +1,606 @@
+"""One TCP connection, sans-I/O (RFC 9293).
+
+Segments and ``now`` go in through ``receive_segment`` and ``handle_timer``; segments come out of
+``segments_to_send``, events out of ``next_event``, the next deadline out of ``get_timer``. Nothing here reads a
+clock, draws a random number or touches a socket. Peer input never raises: what TCP says to drop is dropped.
+"""
+
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+
+from ..seq import seq_add, seq_lt, seq_sub
+from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, TcpOptions, TcpSegment
+from .config import DEFAULT_SEND_MSS_V4, DEFAULT_SEND_MSS_V6, TcpConfig
+from .congestion import Reno
+from .errors import LocalProtocolError
+from .events import Closed, CloseReason, DataReceived, Established, Event, PeerClosed, Reset, SendSpace
+from .receiver import Receiver
+from .reset import reset_for
+from .sender import Sender
+from .state import CAN_RECEIVE, CAN_SEND, State
+
+_log = structlog.get_logger("stack.tcp")
+
+# States whose output may carry data or a FIN (and their retransmissions).
+_SENDS_DATA = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
+_HANDSHAKE = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
+_DATA = object()  # event-queue marker: "buffered data is readable here", turned into DataReceived on demand
+
+
+class Connection:
+    """A TCB and the rules that move it. Create one per 4-tuple; ``connect`` or ``listen`` opens it."""
+
+    def __init__(
+        self,
+        local_addr: bytes,
+        local_port: int,
+        remote_addr: bytes,
+        remote_port: int,
+        iss: int,
+        config: TcpConfig | None = None,
+    ) -> None:
+        self.local_addr = local_addr
+        self.local_port = local_port
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.config = config = config or TcpConfig()
+        self.state = State.CLOSED
+        self.passive = False
+        self.close_reason: CloseReason | None = None
+        default_mss = DEFAULT_SEND_MSS_V4 if len(remote_addr) == 4 else DEFAULT_SEND_MSS_V6
+        self.tx = Sender(iss, config, min(default_mss, config.mss))
+        self.rx = Receiver(config)
+        self.time_wait_until: float | None = None
+        self.fin_wait_2_until: float | None = None
+        self._orphaned = False  # the application closed fully: it reads nothing more
+        self._fin_requested = False  # shutdown asked for before the handshake finished
+        self._send_blocked = False
+        self._probe_due = False
+        self._reading_paused = False
+        self._control: list[TcpSegment] = []  # RSTs decided while processing input, sent first
+        self._events: deque = deque()
+        self._data_marked = False
+        self.on_change: Callable[[Connection], None] | None = None  # set by the Host
+        self.segments_received = 0
+        self.segments_sent = 0
+
+    def __repr__(self) -> str:
+        return f"<Connection :{self.local_port} -> :{self.remote_port} {self.state}>"
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Application calls (RFC 9293 §3.10.1 - §3.10.6)
+
+    def connect(self, now: float) -> None:
+        """Active OPEN: send a SYN (RFC 9293 §3.10.1)."""
+        if self.state is not State.CLOSED or self.close_reason is not None:
+            raise LocalProtocolError(f"connect() on a connection in {self.state}: use a new Connection")
+        self._set_state(State.SYN_SENT, now)
+        self._changed()
+
+    def listen(self) -> None:
+        """Passive OPEN: wait for a SYN (RFC 9293 §3.10.1)."""
+        if self.state is not State.CLOSED or self.close_reason is not None:
+            raise LocalProtocolError(f"listen() on a connection in {self.state}: use a new Connection")
+        self.passive = True
+        self.state = State.LISTEN
+
+    def send(self, data: bytes) -> int:
+        """Queue ``data``; return how many bytes fit in the send buffer (a ``SendSpace`` event follows a short
+        count once room frees up)."""
+        if self.state not in CAN_SEND or self.tx.fin_queued or self._fin_requested:
+            if self.state in (State.CLOSED, State.LISTEN):
+                raise LocalProtocolError("send() on a connection that is not open: connect first")
+            raise LocalProtocolError("send() after shutdown_write() or close(): the connection is closing")
+        taken = self.tx.queue(data)
+        if taken < len(data):
+            self._send_blocked = True
+        if taken:
+            self._changed()
+        return taken
+
+    def shutdown_write(self, now: float) -> None:
+        """RFC 9293 CLOSE: "I have no more to send". A FIN follows the queued data; receiving goes on."""
+        state = self.state
+        if state in _HANDSHAKE:
+            # RFC 9293 §3.10.4 SYN-RECEIVED: "queue for processing after entering ESTABLISHED state".
+            self._fin_requested = True
+        elif state is State.ESTABLISHED:
+            self.tx.fin_queued = True
+            self._set_state(State.FIN_WAIT_1, now)
+        elif state is State.CLOSE_WAIT:
+            self.tx.fin_queued = True
+            self._set_state(State.LAST_ACK, now)
+        elif state is State.LISTEN:
+            self._terminate(CloseReason.NORMAL, now)
+        self._changed()
+
+    def close(self, now: float) -> None:
+        """Close both directions, like ``close(2)`` on a socket: send a FIN after the queued data, and reset the
+        connection if data is still unread or arrives later.
+
+        RFC 1122 §4.2.2.13 (RFC 9293 SHLD-?): "If such a host issues a CLOSE call while received data is still
+        pending in TCP, or if new data is received after CLOSE is called, its TCP SHOULD send a RST to show
+        that data was lost."
+        """
+        if self.state is State.CLOSED:
+            return
+        if self.rx.buf:
+            self.abort(now)
+            return
+        self._orphaned = True
+        if self.state is State.SYN_SENT:
+            # RFC 9293 §3.10.4 SYN-SENT: "Delete the TCB".
+            self._terminate(CloseReason.ABORTED, now)
+            return
+        self.shutdown_write(now)
+        if self.state is State.FIN_WAIT_2:
+            self.fin_wait_2_until = now + self.config.fin_wait_2_timeout
+
+    def abort(self, now: float) -> None:
+        """RFC 9293 §3.10.5 ABORT: reset the peer where it knows of us, and forget the connection."""
+        state = self.state
+        if state is State.CLOSED:
+            return
+        if state in (
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.FIN_WAIT_1,
+            State.FIN_WAIT_2,
+            State.CLOSE_WAIT,
+        ):
+            # "Send a reset segment: <SEQ=SND.NXT><CTL=RST>"; like Linux we add the ACK.
+            self._queue_control(self.tx.snd_max, RST | ACK, self.rx.rcv_nxt)
+        self._terminate(CloseReason.ABORTED, now)
+
+    def expire_time_wait(self, now: float) -> None:
+        """End TIME-WAIT early because a new incarnation of this 4-tuple is opening (RFC 9293 §3.6.1)."""
+        if self.state is State.TIME_WAIT:
+            self._terminate(CloseReason.NORMAL, now)
+
+    def pause_reading(self) -> None:
+        """Stop handing data to the application; the receive buffer fills and our window closes."""
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        self._changed()
+
+    def next_event(self) -> Event | None:
+        events = self._events
+        while events:
+            event = events[0]
+            if event is not _DATA:
+                return events.popleft()
+            if self._reading_paused:
+                return None
+            events.popleft()
+            self._data_marked = False
+            if not self.rx.buf:
+                continue
+            data = self.rx.take()
+            if self.state in CAN_RECEIVE and self.rx.window_opened_enough():
+                self.rx.ack_now = True  # the window update the peer is waiting for
+                self._changed()
+            return DataReceived(data)
+        return None
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events) and not (self._reading_paused and self._events[0] is _DATA)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Timers
+
+    def get_timer(self) -> float | None:
+        deadline = None
+        for t in (
+            self.tx.retransmit_at,
+            self.rx.delayed_ack_at,
+            self.tx.persist_at,
+            self.time_wait_until,
+            self.fin_wait_2_until,
+        ):
+            if t is not None and (deadline is None or t < deadline):
+                deadline = t
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self.state is State.CLOSED:
+            return
+        if self.time_wait_until is not None and now >= self.time_wait_until:
+            self._terminate(CloseReason.NORMAL, now)  # RFC 9293 §3.10.8: "If the time-wait timeout expires"
+            return
+        if self.fin_wait_2_until is not None and now >= self.fin_wait_2_until:
+            self._terminate(CloseReason.NORMAL, now)
+            return
+        tx, rx = self.tx, self.rx
+        if rx.delayed_ack_at is not None and now >= rx.delayed_ack_at:
+            rx.delayed_ack_at = None
+            rx.ack_now = True
+        if tx.retransmit_at is not None and now >= tx.retransmit_at:
+            self._on_retransmit_timeout(now)
+        if tx.persist_at is not None and now >= tx.persist_at:
+            tx.on_persist_timeout()
+            self._probe_due = True
+
+    def _on_retransmit_timeout(self, now: float) -> None:
+        tx = self.tx
+        if tx.snd_una == tx.snd_max:
+            tx.retransmit_at = None
+            return
+        handshake = self.state in _HANDSHAKE
+        # RFC 9293 §3.8.3 (MUST-20, MUST-23): give up at R2, "measured in time units"; R2 for a SYN is longer.
+        limit = self.config.syn_r2 if handshake else self.config.r2
+        if tx.rtx_since is not None and now - tx.rtx_since >= limit:
+            self._terminate(CloseReason.TIMED_OUT, now)
+            return
+        tx.on_retransmit_timeout(now, syn=handshake)
+        if tx.timeouts == self.config.r1:
+            _log.debug("tcp.r1_reached", conn=repr(self), timeouts=tx.timeouts)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Output
+
+    def segments_to_send(self, now: float) -> list[TcpSegment]:
+        out = self._control
+        self._control = []
+        state = self.state
+        if state is State.CLOSED or state is State.LISTEN:
+            return out
+        tx, rx = self.tx, self.rx
+        if state in _HANDSHAKE:
+            if tx.snd_nxt == tx.iss:
+                out.append(self._syn_segment(state is State.SYN_RECEIVED))
+                tx.note_sent(tx.iss, 1, now)
+        else:
+            if state in _SENDS_DATA:
+                while (seg := self._next_data_segment(now)) is not None:
+                    out.append(seg)
+                if self._probe_due:
+                    self._probe_due = False
+                    if tx.snd_wnd == 0:
+                        # DEVIATION: RFC 9293 §3.8.6.1 probes with one octet of new data; Linux probes with an
+                        # old sequence number and no data, which every receiver must answer with an ACK and
+                        # which cannot overrun a zero window. We do as Linux does.
+                        out.append(self._segment(seq_add(tx.snd_una, -1), ACK))
+                        tx.arm_persist(now, self.config.rto_max)
+        if rx.ack_now:
+            # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where SND.NXT is the highest we have sent: after a timeout
+            # pulled snd_nxt back, an ACK carrying it would fall before the peer's RCV.NXT, be judged
+            # unacceptable, lose its acknowledgment and draw an ACK back, forever (Linux: tcp_acceptable_seq).
+            out.append(self._segment(tx.snd_max, ACK))
+        self.segments_sent += len(out)
+        return out
+
+    def _syn_segment(self, with_ack: bool) -> TcpSegment:
+        # RFC 9293 §3.7.1 (MUST-14): send an MSS option in every SYN.
+        options = TcpOptions(mss=self.config.mss)
+        if with_ack:
+            return self._segment(self.tx.iss, SYN | ACK, options=options)
+        return TcpSegment(self.local_port, self.remote_port, self.tx.iss, 0, SYN, self.rx.advertise(), b"", options)
+
+    def _next_data_segment(self, now: float) -> TcpSegment | None:
+        tx = self.tx
+        remaining = seq_sub(tx.data_end, tx.snd_nxt)
+        if remaining > 0:
+            usable = tx.usable_window()
+            if usable <= 0:
+                if tx.snd_wnd == 0 and tx.snd_una == tx.snd_max:
+                    tx.arm_persist(now, self.config.rto_max)
+                return None
+            n = min(tx.eff_mss, remaining, usable)
+            seq = tx.snd_nxt
+            start = seq_sub(seq, tx.buf_seq)
+            payload = bytes(tx.buf[start : start + n])
+            flags = ACK
+            if n == remaining:
+                # RFC 9293 §3.9.1 (MUST-60, MUST-61): PSH on the last segment of what the application queued.
+                flags = ACK | PSH | FIN if tx.fin_queued else ACK | PSH
+            tx.note_sent(seq, n + (flags & FIN), now)
+            return self._segment(seq, flags, payload)
+        if remaining == 0 and tx.fin_queued:
+            # The FIN alone: all data is out and the FIN is not (or must be sent again after a timeout).
+            seq = tx.snd_nxt
+            tx.note_sent(seq, 1, now)
+            return self._segment(seq, ACK | FIN)
+        return None
+
+    def _segment(self, seq: int, flags: int, payload: bytes = b"", options: TcpOptions = NO_OPTIONS) -> TcpSegment:
+        rx = self.rx
+        rx.on_ack_sent()
+        return TcpSegment(self.local_port, self.remote_port, seq, rx.rcv_nxt, flags, rx.advertise(), payload, options)
+
+    def _queue_control(self, seq: int, flags: int, ack: int = 0) -> None:
+        self._control.append(TcpSegment(self.local_port, self.remote_port, seq, ack, flags, 0))
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Input: RFC 9293 §3.10.7
+
+    def receive_segment(self, seg: TcpSegment, now: float) -> None:
+        self.segments_received += 1
+        state = self.state
+        if state is State.CLOSED:
+            return
+        if state is State.LISTEN:
+            self._receive_in_listen(seg, now)
+            return
+        if state is State.SYN_SENT:
+            self._receive_in_syn_sent(seg, now)
+            return
+        flags = seg.flags
+        if not self._check_sequence(seg, now):
+            return
+        if flags & RST:
+            self._check_rst(seg, now)
+            return
+        if flags & SYN:
+            self._check_syn(seg, now)
+            return
+        # RFC 9293 §3.10.7.4 fifth: "if the ACK bit is off, drop the segment and return".
+        if not flags & ACK:
+            return
+        if not self._check_ack(seg, now):
+            return
+        if seg.payload or flags & FIN:
+            self._receive_text(seg.seq, seg.payload, bool(flags & FIN), now)
+
+    def _receive_in_listen(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.2."""
+        flags = seg.flags
+        # "An incoming RST segment could not be valid since it could not have been sent in response to
+        # anything sent by this incarnation of the connection. An incoming RST should be ignored."
+        if flags & RST:
+            return
+        # "Any acknowledgment is bad if it arrives on a connection still in the LISTEN state. An acceptable
+        # reset segment should be formed for any arriving ACK-bearing segment."
+        if flags & ACK:
+            self._control.append(reset_for(seg))
+            return
+        if flags & SYN:
+            self.rx.start(seg.seq)
+            self._take_peer_mss(seg.options)
+            # "ISS should be selected and a SYN segment sent of the form: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>"
+            # (the ISS was chosen when the host created this TCB). Data on the SYN is not acknowledged, so the
+            # peer sends it again once the handshake is done.
+            self._set_state(State.SYN_RECEIVED, now)
+        # "Any other control or text-bearing segment (not containing SYN) must have an ACK and thus would have
+        # been discarded by the ACK processing": drop it.
+
+    def _receive_in_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.3."""
+        tx, rx = self.tx, self.rx
+        flags = seg.flags
+        ack_ok = False
+        if flags & ACK:
+            # "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the RST bit is set, if so drop the
+            # segment and return) <SEQ=SEG.ACK><CTL=RST>".
+            if not tx.ack_acceptable(seg.ack):
+                if not flags & RST:
+                    self._control.append(reset_for(seg))
+                return
+            ack_ok = True
+        if flags & RST:
+            # RFC 5961 §3.2 as adopted by RFC 9293: a RST in SYN-SENT is valid only if it acknowledges our SYN.
+            if ack_ok:
+                self._terminate(CloseReason.REFUSED, now)
+            return
+        if not flags & SYN:
+            return  # "fifth, if neither of the SYN or RST bits is set, then drop the segment and return"
+        rx.start(seg.seq)
+        self._take_peer_mss(seg.options)
+        if ack_ok:
+            tx.on_ack(seg.ack, now)
+        if seq_lt(tx.iss, tx.snd_una):
+            # "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to ESTABLISHED, form an ACK
+            # segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
+            tx.set_window(seg.seq, seg.ack, seg.window)
+            rx.ack_now = True
+            self._set_state(State.ESTABLISHED, now)
+            if seg.payload or flags & FIN:
+                self._receive_text(seq_add(seg.seq, 1), seg.payload, bool(flags & FIN), now)
+        else:
+            # Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>".
+            tx.snd_nxt = tx.iss
+            self._set_state(State.SYN_RECEIVED, now)
+
+    def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 §3.10.7.4 first: the four-case acceptability test."""
+        rx = self.rx
+        wnd = rx.window()
+        delta = seq_sub(seg.seq, rx.rcv_nxt)
+        seg_len = len(seg.payload) + (seg.flags & SYN and 1) + (seg.flags & FIN and 1)
+        if seg_len == 0:
+            ok = delta == 0 if wnd == 0 else 0 <= delta < wnd
+        elif wnd == 0:
+            # DEVIATION: the RFC accepts nothing with length in a zero window; Linux (tcp_data_queue) accepts a
+            # bare FIN at RCV.NXT, so a sender that closes while we are full does not wait for a window.
+            ok = delta == 0 and seg_len == 1 and bool(seg.flags & FIN)
+        else:
+            end = delta + seg_len - 1
+            ok = 0 <= delta < wnd or 0 <= end < wnd
+        if ok:
+            return True
+        # "If an incoming segment is not acceptable, an acknowledgment should be sent in reply (unless the RST
+        # bit is set, if so drop the segment and return)".
+        if not seg.flags & RST:
+            if self.state is State.SYN_RECEIVED and seg.flags & SYN and seg.seq == rx.irs:
+                self.tx.snd_nxt = self.tx.iss  # the peer lost our SYN,ACK: send it again, as Linux does
+            else:
+                rx.ack_now = True
+                if self.state is State.TIME_WAIT and seg.flags & FIN:
+                    # A retransmitted FIN: "Acknowledge it, and restart the 2 MSL timeout."
+                    self.time_wait_until = now + 2 * self.config.msl
+        return False
+
+    def _check_rst(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.4 second (with RFC 5961 §3.2, MUST-?)."""
+        if seg.seq != self.rx.rcv_nxt:
+            # "If the RST bit is set and the sequence number does not exactly match the next expected sequence
+            # value, yet is within the current receive window, TCP endpoints MUST send an acknowledgment
+            # (challenge ACK)".
+            self.rx.ack_now = True
+            return
+        if self.state is State.SYN_RECEIVED:
+            # "If this connection was initiated with a passive OPEN (i.e., came from the LISTEN state), then
+            # return this connection to LISTEN state ... The user need not be informed. If this connection was
+            # initiated with an active OPEN ... the connection was refused".
+            self._terminate(CloseReason.RESET if self.passive else CloseReason.REFUSED, now)
+            return
+        self._terminate(CloseReason.RESET, now)
+
+    def _check_syn(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.4 fourth (RFC 5961 §4): "If the SYN bit is set, irrespective of the sequence number,
+        TCP endpoints MUST send a 'challenge ACK'"; in SYN-RECEIVED after a passive open, return to LISTEN."""
+        if self.state is State.SYN_RECEIVED and self.passive:
+            self._terminate(CloseReason.RESET, now)
+            return
+        self.rx.ack_now = True
+
+    def _check_ack(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 9293 §3.10.7.4 fifth. Returns whether processing goes on to the text."""
+        tx = self.tx
+        ack = seg.ack
+        state = self.state
+        if state is State.SYN_RECEIVED:
+            if not tx.ack_acceptable(ack):
+                # "If the segment acknowledgment is not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST>"
+                self._control.append(reset_for(seg))
+                return False
+            # "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state and continue processing with the
+            # variables below set to: SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ, SND.WL2 <- SEG.ACK"
+            tx.on_ack(ack, now)
+            tx.set_window(seg.seq, ack, seg.window)
+            self._set_state(State.ESTABLISHED, now)
+            return True
+        if seq_lt(tx.snd_max, ack):
+            # "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment".
+            self.rx.ack_now = True
+            return False
+        if seq_lt(ack, seq_add(tx.snd_una, -tx.max_snd_wnd)):
+            # RFC 5961 §5.2 (MUST-?): acceptable only if "(SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT";
+            # otherwise "the ACK value is considered unacceptable ... send an ACK" and drop.
+            self.rx.ack_now = True
+            return False
+        if tx.ack_acceptable(ack):
+            freed = tx.on_ack(ack, now)
+            if freed and self._send_blocked and tx.free_space >= tx.buffer_size // 2:
+                self._send_blocked = False
+                self._emit(SendSpace())
+        if not seq_lt(ack, tx.snd_una):
+            tx.update_window(seg.seq, ack, seg.window)
+        if state is State.FIN_WAIT_1:
+            if tx.fin_acked:
+                # "if the FIN segment is now acknowledged, then enter FIN-WAIT-2 and continue processing"
+                self._set_state(State.FIN_WAIT_2, now)
+                if self._orphaned:
+                    self.fin_wait_2_until = now + self.config.fin_wait_2_timeout
+        elif state is State.CLOSING:
+            # "if the ACK acknowledges our FIN, then enter the TIME-WAIT state; otherwise, ignore the segment"
+            if tx.fin_acked:
+                self._enter_time_wait(now)
+            return False
+        elif state is State.LAST_ACK:
+            # "The only thing that can arrive in this state is an acknowledgment of our FIN. If our FIN is now
+            # acknowledged, delete the TCB, enter the CLOSED state, and return."
+            if tx.fin_acked:
+                self._terminate(CloseReason.NORMAL, now)
+            return False
+        return True
+
+    def _receive_text(self, data_seq: int, payload: bytes, fin: bool, now: float) -> None:
+        """RFC 9293 §3.10.7.4 seventh (text) and eighth (FIN); the sixth (URG) needs nothing: urgent data is
+        delivered inline."""
+        state = self.state
+        rx = self.rx
+        if state not in CAN_RECEIVE:
+            # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "This should not occur since a FIN has been received from
+            # the remote side. Ignore the segment text." (A FIN here was consumed already.)
+            return
+        if payload and self._orphaned and seq_sub(seq_add(data_seq, len(payload)), rx.rcv_nxt) > 0:
+            # RFC 1122 §4.2.2.13: new data after CLOSE: reset, so the peer knows it was not read.
+            self._queue_control(self.tx.snd_max, RST | ACK, seq_add(data_seq, len(payload)))
+            self._terminate(CloseReason.ABORTED, now)
+            return
+        had_ack_now = rx.ack_now
+        delivered, fin_reached = rx.accept(data_seq, payload, fin)
+        if delivered:
+            if not self._data_marked:
+                self._data_marked = True
+                self._emit(_DATA)
+            if not rx.ack_now or had_ack_now:
+                rx.on_in_order_segment(now)
+        elif payload and not rx.ack_now:
+            rx.ack_now = True  # a duplicate: tell the peer where we are
+        if fin_reached:
+            self._receive_fin(now)
+
+    def _receive_fin(self, now: float) -> None:
+        """RFC 9293 §3.10.7.4 eighth."""
+        self.rx.consume_fin()
+        self._emit(PeerClosed())
+        state = self.state
+        if state is State.ESTABLISHED:
+            self._set_state(State.CLOSE_WAIT, now)
+        elif state is State.FIN_WAIT_1:
+            # "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT ... otherwise, enter the
+            # CLOSING state."
+            if self.tx.fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self._set_state(State.CLOSING, now)
+        elif state is State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _take_peer_mss(self, options: TcpOptions) -> None:
+        """RFC 9293 §3.7.1 (MUST-16): Eff.snd.MSS = min(SendMSS, our own limit); the default when absent."""
+        tx = self.tx
+        if options.mss is not None:
+            tx.eff_mss = max(min(options.mss, self.config.mss), 64)
+        tx.cc = Reno(tx.eff_mss, self.config.initial_window_segments)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # State changes and events: the one place that assigns ``state``.
+
+    def _set_state(self, new: State, now: float) -> None:
+        old = self.state
+        self.state = new
+        _log.debug("tcp.state", conn=repr(self), old=str(old), new=str(new))
+        if new is State.ESTABLISHED:
+            self.tx.on_established()
+            if self._fin_requested:
+                self._fin_requested = False
+                self.tx.fin_queued = True
+                self.state = State.FIN_WAIT_1
+            self._emit(Established())
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._set_state(State.TIME_WAIT, now)
+        tx = self.tx
+        tx.retransmit_at = tx.persist_at = None
+        self.fin_wait_2_until = None
+        # RFC 9293 §3.10.7.4 (MUST-13): "Start the time-wait timer" for 2 MSL.
+        self.time_wait_until = now + 2 * self.config.msl
+
+    def _terminate(self, reason: CloseReason, now: float) -> None:
+        """Delete the TCB: cancel every timer, drop the queues, tell the application."""
+        if reason in (CloseReason.RESET, CloseReason.REFUSED):
+            self.rx.discard()
+            self._emit(Reset(refused=reason is CloseReason.REFUSED))
+        self._set_state(State.CLOSED, now)
+        self.close_reason = reason
+        tx, rx = self.tx, self.rx
+        tx.retransmit_at = tx.persist_at = rx.delayed_ack_at = None
+        rx.ack_now = False
+        self.time_wait_until = self.fin_wait_2_until = None
+        self._probe_due = False
+        self._emit(Closed(reason))
+
+    def _emit(self, event: object) -> None:
+        self._events.append(event)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)

@@ -1,0 +1,49 @@
+"""Events a connection hands to its application, in the order they happened (h11 style: small and frozen)."""
+
+import enum
+from dataclasses import dataclass
+
+
+class CloseReason(enum.Enum):
+    NORMAL = "normal"  # both FINs exchanged and acknowledged (or TIME-WAIT ran out)
+    RESET = "reset"  # the peer sent an acceptable RST on a synchronized connection
+    REFUSED = "refused"  # RST in answer to our SYN (RFC 9293 §3.10.7.3)
+    TIMED_OUT = "timed out"  # R2 reached while retransmitting (RFC 9293 §3.8.3)
+    ABORTED = "aborted"  # the application aborted, or closed with data still arriving
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """The three-way handshake completed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendSpace:
+    """The send buffer has room again after a short ``send``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosed:
+    """The peer's FIN arrived in order: no more data will come (end of stream)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The peer reset the connection; any undelivered data is gone."""
+
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection is gone; always the last event."""
+
+    reason: CloseReason
+
+
+Event = Established | DataReceived | SendSpace | PeerClosed | Reset | Closed

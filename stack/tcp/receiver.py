@@ -1,0 +1,159 @@
+"""The receiving half of a connection: RCV.NXT, the receive window, reassembly and when to acknowledge.
+
+Data accepted in order waits in ``buf`` until the application takes it; the window we advertise is the room
+left, so a slow reader closes the window (RFC 9293 §3.8.6).
+"""
+
+from ..seq import SEQ_MASK, seq_add, seq_sub
+from .config import MAX_UNSCALED_WINDOW, TcpConfig
+from .reassembly import Reassembler
+
+
+class Receiver:
+    __slots__ = (
+        "ack_now",
+        "buf",
+        "buffer_size",
+        "delayed_ack",
+        "delayed_ack_at",
+        "fin_offset",
+        "irs",
+        "mss",
+        "ooo",
+        "rcv_adv",
+        "rcv_nxt",
+        "rcv_offset",
+        "segments_unacked",
+    )
+
+    def __init__(self, config: TcpConfig) -> None:
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0  # right edge of the window last advertised: RCV.NXT + RCV.WND as the peer saw it
+        self.rcv_offset = 0  # stream offset of rcv_nxt (bytes of data received in order; never wraps)
+        self.buf = bytearray()
+        self.buffer_size = config.receive_buffer
+        self.mss = config.mss
+        self.delayed_ack = config.delayed_ack
+        self.ooo = Reassembler()
+        self.fin_offset: int | None = None  # stream offset of a FIN seen but not yet reached
+        self.ack_now = False
+        self.delayed_ack_at: float | None = None
+        self.segments_unacked = 0
+
+    def start(self, irs: int) -> None:
+        """RFC 9293 §3.10.7.3: "RCV.NXT is set to SEG.SEQ+1, IRS is set to SEG.SEQ"."""
+        self.irs = irs
+        self.rcv_nxt = seq_add(irs, 1)
+        self.rcv_adv = seq_add(self.rcv_nxt, self.window())
+
+    # -- the window -----------------------------------------------------------------------------------------
+
+    def free_space(self) -> int:
+        return self.buffer_size - len(self.buf)
+
+    def window(self) -> int:
+        """RCV.WND: the room we have, but never moving the right edge left once advertised.
+
+        RFC 9293 §3.8.6 (SHLD-14): the receiver is "strongly discouraged" from shrinking the window.
+        """
+        wnd = self.free_space()
+        advertised = seq_sub(self.rcv_adv, self.rcv_nxt)
+        if advertised > wnd:
+            wnd = advertised
+        return MAX_UNSCALED_WINDOW if wnd > MAX_UNSCALED_WINDOW else max(wnd, 0)
+
+    def advertise(self) -> int:
+        """The window field for an outgoing segment; remembers the right edge it promises."""
+        wnd = self.window()
+        self.rcv_adv = (self.rcv_nxt + wnd) & SEQ_MASK
+        return wnd
+
+    def window_opened_enough(self) -> bool:
+        """RFC 9293 §3.8.6.2.2 (MUST-39), receiver SWS avoidance: announce a larger window only once the right
+        edge can move by at least min(Fr * RCV.BUFF, Eff.snd.MSS), Fr = 1/2."""
+        current = seq_sub(self.rcv_adv, self.rcv_nxt)
+        room = min(self.free_space(), MAX_UNSCALED_WINDOW)
+        return room - current >= min(self.buffer_size // 2, self.mss)
+
+    # -- acknowledgment policy ------------------------------------------------------------------------------
+
+    def on_in_order_segment(self, now: float) -> None:
+        """RFC 9293 §3.8.6.3 (MUST-40, SHLD-18, SHLD-19): ACK at least every second full-size segment, and
+        never later than the delayed-ACK timeout."""
+        self.segments_unacked += 1
+        if self.segments_unacked >= 2:
+            self.ack_now = True
+        elif self.delayed_ack_at is None:
+            self.delayed_ack_at = now + self.delayed_ack
+
+    def on_ack_sent(self) -> None:
+        self.ack_now = False
+        self.delayed_ack_at = None
+        self.segments_unacked = 0
+
+    # -- data -----------------------------------------------------------------------------------------------
+
+    def accept(self, data_seq: int, payload: bytes, fin: bool) -> tuple[int, bool]:
+        """Take the text of an acceptable segment whose first data byte is ``data_seq``.
+
+        Returns (bytes newly in order, whether the FIN is now reached in order). Bytes before RCV.NXT are
+        trimmed (RFC 9293 §3.10.7.4: "segments with higher beginning sequence numbers ... held"; overlap is
+        cut), bytes past the window are cut and take the FIN with them.
+        """
+        delta = seq_sub(data_seq, self.rcv_nxt)
+        if delta < 0:
+            if -delta > len(payload):
+                return 0, False  # wholly old, FIN included (it was already processed)
+            payload = payload[-delta:]
+            delta = 0
+        room = self.window() - delta
+        if len(payload) > room:
+            payload = payload[: max(room, 0)]
+            fin = False
+        if fin:
+            self.fin_offset = self.rcv_offset + delta + len(payload)
+        delivered = 0
+        if payload:
+            if delta == 0:
+                delivered = self._deliver(payload)
+                had_hole = len(self.ooo) > 0
+                while self.ooo.bytes_held:
+                    more = self.ooo.pop_ready(self.rcv_offset)
+                    if not more:
+                        break
+                    delivered += self._deliver(more)
+                if had_hole:
+                    # RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at once a segment that fills in (part of) a gap.
+                    self.ack_now = True
+            else:
+                self.ooo.insert(self.rcv_offset + delta, payload)
+                # RFC 5681 §4.2: "A TCP receiver SHOULD send an immediate duplicate ACK when an out-of-order
+                # segment arrives."
+                self.ack_now = True
+        fin_reached = self.fin_offset is not None and self.fin_offset == self.rcv_offset
+        return delivered, fin_reached
+
+    def _deliver(self, data: bytes) -> int:
+        self.buf += data
+        self.rcv_offset += len(data)
+        self.rcv_nxt = (self.rcv_nxt + len(data)) & SEQ_MASK
+        return len(data)
+
+    def consume_fin(self) -> None:
+        """The FIN occupies one sequence number (RFC 9293 §3.10.7.4 eighth: "advance RCV.NXT over the FIN")."""
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.fin_offset = None
+        self.ack_now = True
+
+    def take(self) -> bytes:
+        """Hand all buffered in-order bytes to the application."""
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
+    def discard(self) -> None:
+        """RFC 9293 §3.10.7.4 second: on reset "all segment queues should be flushed"."""
+        self.buf.clear()
+        self.ooo.clear()
+        self.fin_offset = None

@@ -1,0 +1,7 @@
+"""Deterministic simulation for tests, benchmarks and users' own property tests: seeded faulty links and a
+network of sans-I/O hosts driven by a virtual clock that jumps from deadline to deadline."""
+
+from .link import FaultyLink, LinkFaults
+from .sim import Network
+
+__all__ = ["FaultyLink", "LinkFaults", "Network"]
