@@ -6,9 +6,12 @@ simulated faulty link on a virtual clock, and the demo prints what happened.
 
 import argparse
 import hashlib
+import logging
 import random
 import sys
 import time
+
+import structlog
 
 from stack.host import Host
 from stack.tcp.events import Closed, DataReceived, Established, PeerClosed, SendSpace
@@ -128,11 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--delay", type=float, default=0.02, help="one-way delay in seconds (default 0.02)")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--max-time", type=float, default=3600.0, help="simulated seconds before giving up")
+    parser.add_argument("--debug", action="store_true", help="log connection state changes")
     args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.INFO
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
     if args.command == "demo":
         return demo(args)
     return 2
 
 
+def entry() -> None:
+    """Console-script entry: a closed pipe (``anycast-tcp demo | head``) ends the program quietly."""
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

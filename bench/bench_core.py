@@ -10,11 +10,14 @@ ratio of its segment rate.
 
 import argparse
 import json
+import logging
 import os
 import socket
 import sys
 import threading
 import time
+
+import structlog
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -123,6 +126,7 @@ def kernel_loopback(total: int) -> dict:
 
 
 def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=float, default=50)
     parser.add_argument("--json", help="also write the figures to this file")

@@ -145,6 +145,9 @@ class Host:
         config: TcpConfig | None = None,
     ) -> Connection:
         remote = packed(remote_addr)
+        if not is_unicast_source(remote):
+            # RFC 9293 §3.9.1.1 (MUST-46): "reject as an error a local OPEN call for an invalid remote IP address".
+            raise LocalProtocolError(f"cannot connect to {remote_addr}: it is not a unicast address")
         if local_addr is None:
             local = next((a for a in sorted(self.addresses) if len(a) == len(remote)), None)
             if local is None:
