@@ -92,7 +92,8 @@ def syn_received(config: TcpConfig = CONFIG) -> Connection:
     conn = new_connection(config)
     conn.listen()
     deliver(conn, seg(REMOTE_ISS, 0, SYN, options=TcpOptions(mss=MSS)))
-    expect(conn, ours(LOCAL_ISS, remote_seq(1), SYN | ACK, options=TcpOptions(mss=config.mss)))
+    window = min(config.receive_buffer, 0xFFFF)
+    expect(conn, ours(LOCAL_ISS, remote_seq(1), SYN | ACK, window=window, options=TcpOptions(mss=config.mss)))
     assert conn.state is State.SYN_RECEIVED
     return conn
 
