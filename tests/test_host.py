@@ -158,7 +158,7 @@ def test_half_close_lets_the_other_side_keep_sending():
 
 
 def test_connecting_to_a_closed_port_is_refused():
-    net, a, b, log = two_hosts()
+    net, a, _, _ = two_hosts()
     ca = a.connect("10.0.0.2", 80, 0.0)
     net.run(max_time=5)
     assert ca.close_reason is CloseReason.REFUSED
@@ -183,9 +183,10 @@ def test_new_syn_reopens_a_connection_in_time_wait():
     (syn_ack,) = replies(h)
     iss = syn_ack.seq
     h.receive_packet(packet(TcpSegment(40000, 80, 1001, seq_add(iss, 1), ACK, 100)), 0.0)
-    (conn, _), = [h.next_event()]
+    conn, _ = h.next_event()
     conn.close(0.0)  # we close first, so we end in TIME-WAIT
     (fin,) = replies(h)
+    assert fin.flags & FIN
     h.receive_packet(packet(TcpSegment(40000, 80, 1001, seq_add(iss, 2), ACK | FIN, 100)), 0.0)
     replies(h)
     assert conn.state is State.TIME_WAIT
