@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from .congestion import ALGORITHMS
+
 # RFC 9293 §3.7.1 (MUST-15): "If an MSS Option is not received at connection setup, TCP implementations MUST
 # assume a default send MSS of 536 (576 - 40) for IPv4 or 1220 (1280 - 60) for IPv6".
 DEFAULT_SEND_MSS_V4 = 536
@@ -40,6 +42,8 @@ class TcpConfig:
     # Linux tcp_fin_timeout: an orphaned connection (closed by the application) waits at most this long in
     # FIN-WAIT-2 for the peer's FIN, since nobody could read what the peer sends anyway.
     fin_wait_2_timeout: float = 60.0
+    # The congestion-control algorithm, by name (stack/tcp/congestion.py ALGORITHMS).
+    congestion_control: str = "reno"
 
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:
@@ -55,5 +59,9 @@ class TcpConfig:
             raise ValueError("r1 must be >= 1 retransmission and r2, syn_r2 positive (seconds)")
         if not 0 < self.delayed_ack <= 0.5:
             raise ValueError(f"delayed_ack={self.delayed_ack} must be in (0, 0.5] seconds (RFC 9293 MUST-40)")
+        if self.congestion_control not in ALGORITHMS:
+            raise ValueError(
+                f"congestion_control={self.congestion_control!r} is unknown: choose one of {sorted(ALGORITHMS)}"
+            )
         if self.initial_window_segments < 1:
             raise ValueError("initial_window_segments must be at least 1")

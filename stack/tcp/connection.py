@@ -13,7 +13,7 @@ import structlog
 from ..seq import seq_add, seq_lt, seq_sub
 from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, TcpOptions, TcpSegment
 from .config import DEFAULT_SEND_MSS_V4, DEFAULT_SEND_MSS_V6, TcpConfig
-from .congestion import Reno
+from .congestion import make_congestion_control
 from .errors import LocalProtocolError
 from .events import Closed, CloseReason, DataReceived, Established, Event, PeerClosed, Reset, SendSpace
 from .receiver import Receiver
@@ -558,7 +558,7 @@ class Connection:
         tx = self.tx
         if options.mss is not None:
             tx.eff_mss = max(min(options.mss, self.config.mss), 64)
-        tx.cc = Reno(tx.eff_mss, self.config.initial_window_segments)
+        tx.cc = make_congestion_control(self.config.congestion_control, tx.eff_mss, self.config.initial_window_segments)
 
     # ---------------------------------------------------------------------------------------------------------
     # State changes and events: the one place that assigns ``state``.

@@ -8,7 +8,7 @@ acknowledgment is checked.
 
 from ..seq import SEQ_MASK, seq_add, seq_ge, seq_lt, seq_sub
 from .config import TcpConfig
-from .congestion import CongestionControl, Reno
+from .congestion import CongestionControl, make_congestion_control
 from .rtt import RttEstimator
 
 # RFC 6298 (5.7): "the RTO MUST be re-initialized to 3 seconds when data transmission begins (i.e., after the
@@ -59,7 +59,9 @@ class Sender:
         self.buffer_size = config.send_buffer
         self.fin_queued = False
         self.eff_mss = send_mss
-        self.cc: CongestionControl = Reno(send_mss, config.initial_window_segments)
+        self.cc: CongestionControl = make_congestion_control(
+            config.congestion_control, send_mss, config.initial_window_segments
+        )
         self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
         self.retransmit_at: float | None = None
         self.persist_at: float | None = None
@@ -123,7 +125,7 @@ class Sender:
             self.timed_seq = None
         if freed:
             # RFC 5681 §3.1: cwnd grows with acknowledged data, not with the SYN or FIN.
-            self.cc.on_ack(freed, flight)
+            self.cc.on_ack(freed, flight, now, None, ack, self.snd_max)
         self.timeouts = 0
         self.rtx_since = None
         # RFC 6298 (5.2): "When all outstanding data has been acknowledged, turn off the retransmission timer."
@@ -180,7 +182,7 @@ class Sender:
         if syn:
             self.syn_retransmitted = True
         else:
-            self.cc.on_timeout(seq_sub(self.snd_max, self.snd_una))
+            self.cc.on_timeout(seq_sub(self.snd_max, self.snd_una), now)
         self.rtt.on_timeout()
         self.timed_seq = None  # Karn: no sample from anything in flight now
         self.snd_nxt = self.snd_una

@@ -106,13 +106,13 @@ def test_must_18_karn_no_rtt_sample_from_a_retransmitted_segment():
 def test_must_19_slow_start_then_congestion_avoidance_then_loss_window():
     cc = Reno(smss=1000, initial_window_segments=10)
     assert cc.cwnd == 10_000
-    cc.on_ack(1000, 10_000)
+    cc.on_ack(1000, 10_000, 0.0, None, 0, 0)
     assert cc.cwnd == 11_000  # slow start: + min(N, L*SMSS)
     cc.ssthresh = cc.cwnd
     for _ in range(11):
-        cc.on_ack(1000, 11_000)
+        cc.on_ack(1000, 11_000, 0.0, None, 0, 0)
     assert cc.cwnd == 12_000  # congestion avoidance: + SMSS per cwnd acknowledged
-    cc.on_timeout(flight=12_000)
+    cc.on_timeout(12_000, 0.0)
     assert (cc.cwnd, cc.ssthresh) == (1000, 6000)  # RFC 5681 (4)
 
 
