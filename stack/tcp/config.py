@@ -44,6 +44,10 @@ class TcpConfig:
     fin_wait_2_timeout: float = 60.0
     # The congestion-control algorithm, by name (stack/tcp/congestion.py ALGORITHMS).
     congestion_control: str = "reno"
+    # Extensions offered in our SYN (or accepted in our SYN,ACK when the peer offers them).
+    window_scaling: bool = True  # RFC 7323 §2
+    timestamps: bool = True  # RFC 7323 §3-5: RTTM and PAWS
+    sack: bool = True  # RFC 2018, with D-SACK (RFC 2883)
 
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:
@@ -65,3 +69,13 @@ class TcpConfig:
             )
         if self.initial_window_segments < 1:
             raise ValueError("initial_window_segments must be at least 1")
+
+    @property
+    def receive_window_scale(self) -> int:
+        """RFC 7323 §2.3: the smallest shift that lets the 16-bit window field cover the receive buffer (max 14)."""
+        if not self.window_scaling:
+            return 0
+        shift = 0
+        while shift < 14 and MAX_UNSCALED_WINDOW << shift < self.receive_buffer:
+            shift += 1
+        return shift

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ..seq import seq_add, seq_lt, seq_sub
+from ..seq import SEQ_MASK, seq_add, seq_le, seq_lt, seq_sub
 from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, TcpOptions, TcpSegment
 from .config import DEFAULT_SEND_MSS_V4, DEFAULT_SEND_MSS_V6, TcpConfig
 from .congestion import make_congestion_control
@@ -27,6 +27,9 @@ _log = structlog.get_logger("stack.tcp")
 _SENDS_DATA = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 _HANDSHAKE = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
 _DATA = object()  # event-queue marker: "buffered data is readable here", turned into DataReceived on demand
+# RFC 7323 §5.5: "If the connection has been idle for more than 24 days, TS.Recent is invalid".
+PAWS_IDLE = 24 * 86400.0
+TIMESTAMP_OPTION_SPACE = 12  # NOP, NOP, kind, length, TSval, TSecr (RFC 7323 Appendix A layout)
 
 
 class Connection:
@@ -65,6 +68,15 @@ class Connection:
         self.on_change: Callable[[Connection], None] | None = None  # set by the Host
         self.segments_received = 0
         self.segments_sent = 0
+        # RFC 7323 timestamps: agreed in the SYN exchange; TSval is a 1 ms clock with a per-connection offset
+        # (RFC 7323 §5.4), here derived from the secret-keyed ISS.
+        self.wscale_ok = False
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_at = 0.0
+        self.last_ack_sent = 0
+        self._ts_offset = (iss * 0x9E3779B1) & SEQ_MASK
+        self.paws_drops = 0
 
     def __repr__(self) -> str:
         return f"<Connection :{self.local_port} -> :{self.remote_port} {self.state}>"
@@ -252,7 +264,7 @@ class Connection:
         tx, rx = self.tx, self.rx
         if state in _HANDSHAKE:
             if tx.snd_nxt == tx.iss:
-                out.append(self._syn_segment(state is State.SYN_RECEIVED))
+                out.append(self._syn_segment(state is State.SYN_RECEIVED, now))
                 tx.note_sent(tx.iss, 1, now)
         else:
             if state in _SENDS_DATA:
@@ -264,22 +276,42 @@ class Connection:
                         # DEVIATION: RFC 9293 §3.8.6.1 probes with one octet of new data; Linux probes with an
                         # old sequence number and no data, which every receiver must answer with an ACK and
                         # which cannot overrun a zero window. We do as Linux does.
-                        out.append(self._segment(seq_add(tx.snd_una, -1), ACK))
+                        out.append(self._segment(seq_add(tx.snd_una, -1), ACK, now))
                         tx.arm_persist(now, self.config.rto_max)
         if rx.ack_now:
             # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where SND.NXT is the highest we have sent: after a timeout
             # pulled snd_nxt back, an ACK carrying it would fall before the peer's RCV.NXT, be judged
             # unacceptable, lose its acknowledgment and draw an ACK back, forever (Linux: tcp_acceptable_seq).
-            out.append(self._segment(tx.snd_max, ACK))
+            out.append(self._segment(tx.snd_max, ACK, now))
         self.segments_sent += len(out)
         return out
 
-    def _syn_segment(self, with_ack: bool) -> TcpSegment:
-        # RFC 9293 §3.7.1 (MUST-14): send an MSS option in every SYN.
-        options = TcpOptions(mss=self.config.mss)
+    def _syn_segment(self, with_ack: bool, now: float) -> TcpSegment:
+        """Our SYN offers what the configuration allows; our SYN,ACK answers only what the peer offered
+        (RFC 7323 §2.2, §3.2; RFC 2018 §2). RFC 9293 §3.7.1 (MUST-14): an MSS option in every SYN."""
+        config, rx = self.config, self.rx
         if with_ack:
-            return self._segment(self.tx.iss, SYN | ACK, options=options)
-        return TcpSegment(self.local_port, self.remote_port, self.tx.iss, 0, SYN, self.rx.advertise(), b"", options)
+            wscale = rx.wscale if self.wscale_ok else None
+            sack, ts = rx.sack_ok, self.ts_ok
+        else:
+            wscale = config.receive_window_scale if config.window_scaling else None
+            sack, ts = config.sack, config.timestamps
+        options = TcpOptions(
+            mss=config.mss,
+            window_scale=wscale,
+            sack_permitted=sack,
+            timestamps=(self._ts_now(now), self.ts_recent if with_ack else 0) if ts else None,
+        )
+        ack, flags = (rx.rcv_nxt, SYN | ACK) if with_ack else (0, SYN)
+        if with_ack:
+            rx.on_ack_sent()
+            self.last_ack_sent = ack
+        return TcpSegment(
+            self.local_port, self.remote_port, self.tx.iss, ack, flags, rx.advertise(syn=True), b"", options
+        )
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self._ts_offset) & SEQ_MASK
 
     def _next_data_segment(self, now: float) -> TcpSegment | None:
         tx = self.tx
@@ -299,17 +331,25 @@ class Connection:
                 # RFC 9293 §3.9.1 (MUST-60, MUST-61): PSH on the last segment of what the application queued.
                 flags = ACK | PSH | FIN if tx.fin_queued else ACK | PSH
             tx.note_sent(seq, n + (flags & FIN), now)
-            return self._segment(seq, flags, payload)
+            return self._segment(seq, flags, now, payload)
         if remaining == 0 and tx.fin_queued:
             # The FIN alone: all data is out and the FIN is not (or must be sent again after a timeout).
             seq = tx.snd_nxt
             tx.note_sent(seq, 1, now)
-            return self._segment(seq, ACK | FIN)
+            return self._segment(seq, ACK | FIN, now)
         return None
 
-    def _segment(self, seq: int, flags: int, payload: bytes = b"", options: TcpOptions = NO_OPTIONS) -> TcpSegment:
+    def _segment(self, seq: int, flags: int, now: float, payload: bytes = b"") -> TcpSegment:
+        """A synchronized-state segment: it carries ACK, our window, and the agreed options."""
         rx = self.rx
+        options = NO_OPTIONS
+        if self.ts_ok or rx.sack_ok:
+            sack = rx.sack_blocks(3 if self.ts_ok else 4) if rx.sack_ok else ()
+            if self.ts_ok or sack:
+                timestamps = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+                options = TcpOptions(timestamps=timestamps, sack_blocks=sack)
         rx.on_ack_sent()
+        self.last_ack_sent = rx.rcv_nxt
         return TcpSegment(self.local_port, self.remote_port, seq, rx.rcv_nxt, flags, rx.advertise(), payload, options)
 
     def _queue_control(self, seq: int, flags: int, ack: int = 0) -> None:
@@ -330,8 +370,17 @@ class Connection:
             self._receive_in_syn_sent(seg, now)
             return
         flags = seg.flags
+        if self.ts_ok and not self._check_timestamps(seg, now):
+            return
         if not self._check_sequence(seg, now):
             return
+        if self.ts_ok:
+            ts = seg.options.timestamps
+            # RFC 7323 §4.3 (2): "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then SEG.TSval is
+            # copied to TS.Recent; otherwise, it is ignored."
+            if ts is not None and seq_le(seg.seq, self.last_ack_sent) and not seq_lt(ts[0], self.ts_recent):
+                self.ts_recent = ts[0]
+                self.ts_recent_at = now
         if flags & RST:
             self._check_rst(seg, now)
             return
@@ -360,7 +409,7 @@ class Connection:
             return
         if flags & SYN:
             self.rx.start(seg.seq)
-            self._take_peer_mss(seg.options)
+            self._negotiate(seg.options, now)
             # "ISS should be selected and a SYN segment sent of the form: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>"
             # (the ISS was chosen when the host created this TCB). Data on the SYN is not acknowledged, so the
             # peer sends it again once the handshake is done.
@@ -389,7 +438,7 @@ class Connection:
         if not flags & SYN:
             return  # "fifth, if neither of the SYN or RST bits is set, then drop the segment and return"
         rx.start(seg.seq)
-        self._take_peer_mss(seg.options)
+        self._negotiate(seg.options, now)
         if ack_ok:
             tx.on_ack(seg.ack, now)
         if seq_lt(tx.iss, tx.snd_una):
@@ -404,6 +453,19 @@ class Connection:
             # Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>".
             tx.snd_nxt = tx.iss
             self._set_state(State.SYN_RECEIVED, now)
+
+    def _check_timestamps(self, seg: TcpSegment, now: float) -> bool:
+        """RFC 7323 §5.3 R1 (PAWS): "If there is a Timestamps option in the arriving segment, SEG.TSval <
+        TS.Recent, TS.Recent is valid, and if the RST bit is not set, then treat the arriving segment as not
+        acceptable: Send an acknowledgment in reply ... and drop the segment."""
+        ts = seg.options.timestamps
+        if ts is None or seg.flags & RST or not seq_lt(ts[0], self.ts_recent):
+            return True
+        if now - self.ts_recent_at > PAWS_IDLE:
+            return True  # TS.Recent is too old to judge by (RFC 7323 §5.5)
+        self.paws_drops += 1
+        self.rx.ack_now = True
+        return False
 
     def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 §3.10.7.4 first: the four-case acceptability test."""
@@ -471,7 +533,7 @@ class Connection:
             # "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state and continue processing with the
             # variables below set to: SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ, SND.WL2 <- SEG.ACK"
             tx.on_ack(ack, now)
-            tx.set_window(seg.seq, ack, seg.window)
+            tx.set_window(seg.seq, ack, seg.window << tx.snd_wscale)
             self._set_state(State.ESTABLISHED, now)
             return True
         if seq_lt(tx.snd_max, ack):
@@ -489,7 +551,7 @@ class Connection:
                 self._send_blocked = False
                 self._emit(SendSpace())
         if not seq_lt(ack, tx.snd_una):
-            tx.update_window(seg.seq, ack, seg.window)
+            tx.update_window(seg.seq, ack, seg.window << tx.snd_wscale)
         if state is State.FIN_WAIT_1:
             if tx.fin_acked:
                 # "if the FIN segment is now acknowledged, then enter FIN-WAIT-2 and continue processing"
@@ -553,11 +615,26 @@ class Connection:
         elif state is State.FIN_WAIT_2:
             self._enter_time_wait(now)
 
-    def _take_peer_mss(self, options: TcpOptions) -> None:
-        """RFC 9293 §3.7.1 (MUST-16): Eff.snd.MSS = min(SendMSS, our own limit); the default when absent."""
-        tx = self.tx
+    def _negotiate(self, options: TcpOptions, now: float) -> None:
+        """Agree on the extensions from the peer's SYN (or SYN,ACK): each is on only if both sides offered it.
+
+        RFC 7323 §2.2: window scaling "is enabled only if both sides send a Window Scale option in their SYN
+        segments"; §3.2 the same for timestamps; RFC 2018 §2 for SACK-permitted.
+        """
+        config, tx, rx = self.config, self.tx, self.rx
+        self.wscale_ok = config.window_scaling and options.window_scale is not None
+        rx.wscale = config.receive_window_scale if self.wscale_ok else 0
+        tx.snd_wscale = options.window_scale if self.wscale_ok else 0  # clamped to 14 by the wire layer
+        self.ts_ok = config.timestamps and options.timestamps is not None
+        if self.ts_ok:
+            self.ts_recent = options.timestamps[0]
+            self.ts_recent_at = now
+        rx.sack_ok = tx.sack_ok = config.sack and options.sack_permitted
+        # RFC 9293 §3.7.1 (MUST-16): Eff.snd.MSS = min(SendMSS, our own limit) - TCP options in every segment.
         if options.mss is not None:
             tx.eff_mss = max(min(options.mss, self.config.mss), 64)
+        if self.ts_ok:
+            tx.eff_mss -= TIMESTAMP_OPTION_SPACE
         tx.cc = make_congestion_control(self.config.congestion_control, tx.eff_mss, self.config.initial_window_segments)
 
     # ---------------------------------------------------------------------------------------------------------

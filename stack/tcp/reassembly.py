@@ -20,11 +20,13 @@ class Reassembler:
     def __len__(self) -> int:
         return len(self._starts)
 
-    def insert(self, start: int, data: bytes) -> None:
-        """Hold ``data`` at stream offset ``start``, merging with overlapping or adjacent blocks. Where bytes
-        overlap, the ones already held win (both copies must be equal in a correct peer)."""
+    def insert(self, start: int, data: bytes) -> int:
+        """Hold ``data`` at stream offset ``start``, merging with overlapping or adjacent blocks, and return how
+        many of its bytes were new. Where bytes overlap, the ones already held win (both copies must be equal in a
+        correct peer)."""
         if not data:
-            return
+            return 0
+        before = self.bytes_held
         end = start + len(data)
         starts = self._starts
         # First block that could touch [start, end]: the one before the insertion point may reach into it.
@@ -50,6 +52,7 @@ class Reassembler:
         starts[i:j] = [merged_start]
         self._data[i:j] = [merged]
         self.bytes_held += len(merged)
+        return self.bytes_held - before
 
     def pop_ready(self, offset: int) -> bytes:
         """Remove and return the bytes held from ``offset`` on, if the first block reaches it. The part of that
@@ -62,6 +65,13 @@ class Reassembler:
             if start + len(block) > offset:
                 return block[offset - start :]
         return b""
+
+    def block_containing(self, offset: int) -> tuple[int, int] | None:
+        """The held range ``(start, end)`` that contains ``offset``, if any."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0 and offset < self._starts[i] + len(self._data[i]):
+            return self._starts[i], self._starts[i] + len(self._data[i])
+        return None
 
     def blocks(self) -> list[tuple[int, int]]:
         """The held ranges as ``(start, end)`` stream offsets, lowest first."""

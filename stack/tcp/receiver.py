@@ -8,6 +8,9 @@ from ..seq import SEQ_MASK, seq_add, seq_sub
 from .config import MAX_UNSCALED_WINDOW, TcpConfig
 from .reassembly import Reassembler
 
+# RFC 2018 §3: at most 4 SACK blocks fit in the option space, 3 beside the timestamps option.
+MAX_SACK_BLOCKS = 4
+
 
 class Receiver:
     __slots__ = (
@@ -16,6 +19,7 @@ class Receiver:
         "buffer_size",
         "delayed_ack",
         "delayed_ack_at",
+        "dsack",
         "fin_offset",
         "irs",
         "mss",
@@ -23,7 +27,10 @@ class Receiver:
         "rcv_adv",
         "rcv_nxt",
         "rcv_offset",
+        "recent_blocks",
+        "sack_ok",
         "segments_unacked",
+        "wscale",
     )
 
     def __init__(self, config: TcpConfig) -> None:
@@ -40,6 +47,10 @@ class Receiver:
         self.ack_now = False
         self.delayed_ack_at: float | None = None
         self.segments_unacked = 0
+        self.wscale = 0  # RCV.WND.SHIFT, once window scaling is agreed (RFC 7323 §2.2)
+        self.sack_ok = False
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report first in the next ACK (RFC 2883)
+        self.recent_blocks: list[int] = []  # starts of out-of-order ranges, most recently changed first
 
     def start(self, irs: int) -> None:
         """RFC 9293 §3.10.7.3: "RCV.NXT is set to SEG.SEQ+1, IRS is set to SEG.SEQ"."""
@@ -61,19 +72,32 @@ class Receiver:
         advertised = seq_sub(self.rcv_adv, self.rcv_nxt)
         if advertised > wnd:
             wnd = advertised
-        return MAX_UNSCALED_WINDOW if wnd > MAX_UNSCALED_WINDOW else max(wnd, 0)
+        cap = MAX_UNSCALED_WINDOW << self.wscale
+        return cap if wnd > cap else max(wnd, 0)
 
-    def advertise(self) -> int:
-        """The window field for an outgoing segment; remembers the right edge it promises."""
+    def advertise(self, syn: bool = False) -> int:
+        """The window field for an outgoing segment; remembers the right edge it promises.
+
+        RFC 7323 §2.2: the window in a SYN is never scaled; elsewhere it is shifted right by RCV.WND.SHIFT, and
+        rounded up where rounding down would move the promised right edge left.
+        """
         wnd = self.window()
-        self.rcv_adv = (self.rcv_nxt + wnd) & SEQ_MASK
-        return wnd
+        if syn:
+            wnd = min(wnd, MAX_UNSCALED_WINDOW)
+            self.rcv_adv = (self.rcv_nxt + wnd) & SEQ_MASK
+            return wnd
+        shift = self.wscale
+        field = wnd >> shift
+        if field << shift < seq_sub(self.rcv_adv, self.rcv_nxt):
+            field += 1
+        self.rcv_adv = (self.rcv_nxt + (field << shift)) & SEQ_MASK
+        return field
 
     def window_opened_enough(self) -> bool:
         """RFC 9293 §3.8.6.2.2 (MUST-39), receiver SWS avoidance: announce a larger window only once the right
         edge can move by at least min(Fr * RCV.BUFF, Eff.snd.MSS), Fr = 1/2."""
         current = seq_sub(self.rcv_adv, self.rcv_nxt)
-        room = min(self.free_space(), MAX_UNSCALED_WINDOW)
+        room = min(self.free_space(), MAX_UNSCALED_WINDOW << self.wscale)
         return room - current >= min(self.buffer_size // 2, self.mss)
 
     # -- acknowledgment policy ------------------------------------------------------------------------------
@@ -103,6 +127,10 @@ class Receiver:
         """
         delta = seq_sub(data_seq, self.rcv_nxt)
         if delta < 0:
+            if payload and self.sack_ok:
+                # RFC 2883 §4: report the duplicate in the first SACK block of the next ACK.
+                start = self.rcv_offset + delta
+                self.dsack = (start, min(start + len(payload), self.rcv_offset))
             if -delta > len(payload):
                 return 0, False  # wholly old, FIN included (it was already processed)
             payload = payload[-delta:]
@@ -127,12 +155,49 @@ class Receiver:
                     # RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at once a segment that fills in (part of) a gap.
                     self.ack_now = True
             else:
-                self.ooo.insert(self.rcv_offset + delta, payload)
+                start = self.rcv_offset + delta
+                new = self.ooo.insert(start, payload)
+                if self.sack_ok:
+                    if not new:
+                        self.dsack = (start, start + len(payload))
+                    self._touch_block(start)
                 # RFC 5681 §4.2: "A TCP receiver SHOULD send an immediate duplicate ACK when an out-of-order
                 # segment arrives."
                 self.ack_now = True
         fin_reached = self.fin_offset is not None and self.fin_offset == self.rcv_offset
         return delivered, fin_reached
+
+    def _touch_block(self, start: int) -> None:
+        recent = self.recent_blocks
+        if start in recent:
+            recent.remove(start)
+        recent.insert(0, start)
+        del recent[MAX_SACK_BLOCKS:]
+
+    def sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
+        """The SACK blocks for an outgoing ACK, as sequence numbers (RFC 2018 §4): a pending D-SACK first
+        (RFC 2883 §4), then the block holding the most recently received segment, then the other blocks, most
+        recently changed first, "as many distinct SACK blocks as possible"."""
+        blocks: list[tuple[int, int]] = []
+        if self.dsack is not None:
+            blocks.append(self.dsack)
+            self.dsack = None
+        if self.ooo.bytes_held:
+            held = []
+            for start in self.recent_blocks:
+                block = self.ooo.block_containing(start)
+                if block is not None and block not in held:
+                    held.append(block)
+            self.recent_blocks = [start for start, _ in held]
+            if len(held) < limit:
+                held += [b for b in self.ooo.blocks() if b not in held]
+            blocks += held
+        elif self.recent_blocks:
+            self.recent_blocks.clear()
+        base, base_seq = self.rcv_offset, self.rcv_nxt
+        return tuple(
+            ((base_seq + (s - base)) & SEQ_MASK, (base_seq + (e - base)) & SEQ_MASK) for s, e in blocks[:limit]
+        )
 
     def _deliver(self, data: bytes) -> int:
         self.buf += data

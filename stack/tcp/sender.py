@@ -38,6 +38,8 @@ class Sender:
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
+        "snd_wscale",
+        "sack_ok",
         "syn_retransmitted",
         "timed_at",
         "timed_seq",
@@ -53,6 +55,8 @@ class Sender:
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_snd_wnd = 0
+        self.snd_wscale = 0  # SND.WND.SHIFT (RFC 7323 §2.2)
+        self.sack_ok = False
         # Application data not yet acknowledged; buf[0] has sequence number buf_seq (ISS + 1 + bytes acked).
         self.buf = bytearray()
         self.buf_seq = seq_add(iss, 1)

@@ -16,7 +16,10 @@ REMOTE_PORT = 49500
 LOCAL_ISS = 10_000
 REMOTE_ISS = (1 << 32) - 5  # data from the peer wraps after four bytes
 MSS = 1460
-CONFIG = TcpConfig(mss=MSS, receive_buffer=64 * 1024, send_buffer=64 * 1024)
+# The classic RFC 9293 segments: the extensions are tested on their own (test_extensions.py).
+CONFIG = TcpConfig(
+    mss=MSS, receive_buffer=64 * 1024, send_buffer=64 * 1024, window_scaling=False, timestamps=False, sack=False
+)
 WINDOW = 0xFFFF  # our 64 KiB receive buffer, capped to the unscaled 16-bit window field
 PEER_WINDOW = 32_768
 
