@@ -274,10 +274,10 @@ class Host:
             return
         local, remote = packet.dst, packet.src
         iss = self.isn_source(local, seg.dst_port, remote, seg.src_port, now)
-        if previous is not None and not seq_lt(previous.tx.snd_max, iss):
+        if previous is not None and not seq_lt(previous.tx.snd_nxt, iss):
             # RFC 9293 §3.6.1: the new ISN must be "larger than the largest sequence number it used on the
             # previous connection incarnation".
-            iss = seq_add(previous.tx.snd_max, 1 << 16)
+            iss = seq_add(previous.tx.snd_nxt, 1 << 16)
         conn = self._register(local, seg.dst_port, remote, seg.src_port, iss, listener.config or self.config_for(local))
         conn.listen()
         listener.pending += 1

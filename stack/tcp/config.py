@@ -48,6 +48,8 @@ class TcpConfig:
     window_scaling: bool = True  # RFC 7323 §2
     timestamps: bool = True  # RFC 7323 §3-5: RTTM and PAWS
     sack: bool = True  # RFC 2018, with D-SACK (RFC 2883)
+    # RFC 9293 §3.7.4 (MUST-17): the application can turn the Nagle algorithm off (Linux TCP_NODELAY).
+    nodelay: bool = False
 
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:

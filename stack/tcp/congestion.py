@@ -83,7 +83,10 @@ class Reno:
         self._acked_in_ca = 0
 
 
-ALGORITHMS: dict[str, type] = {"reno": Reno}
+# Imported here, below Reno and initial_window, because cubic.py builds on this module.
+from .cubic import Cubic  # noqa: E402
+
+ALGORITHMS: dict[str, type] = {"reno": Reno, "cubic": Cubic}
 
 
 def make_congestion_control(name: str, smss: int, initial_window_segments: int) -> CongestionControl:

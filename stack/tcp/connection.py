@@ -163,7 +163,7 @@ class Connection:
             State.CLOSE_WAIT,
         ):
             # "Send a reset segment: <SEQ=SND.NXT><CTL=RST>"; like Linux we add the ACK.
-            self._queue_control(self.tx.snd_max, RST | ACK, self.rx.rcv_nxt)
+            self._queue_control(self.tx.snd_nxt, RST | ACK, self.rx.rcv_nxt)
         self._terminate(CloseReason.ABORTED, now)
 
     def expire_time_wait(self, now: float) -> None:
@@ -209,6 +209,8 @@ class Connection:
         deadline = None
         for t in (
             self.tx.retransmit_at,
+            self.tx.tlp_at,
+            self.tx.rack_at,
             self.rx.delayed_ack_at,
             self.tx.persist_at,
             self.time_wait_until,
@@ -233,22 +235,28 @@ class Connection:
             rx.ack_now = True
         if tx.retransmit_at is not None and now >= tx.retransmit_at:
             self._on_retransmit_timeout(now)
+            if self.state is State.CLOSED:
+                return
+        if tx.rack_at is not None and now >= tx.rack_at:
+            tx.on_rack_timeout(now)
+        if tx.tlp_at is not None and now >= tx.tlp_at:
+            tx.on_tlp_timeout(now)
         if tx.persist_at is not None and now >= tx.persist_at:
             tx.on_persist_timeout()
             self._probe_due = True
 
     def _on_retransmit_timeout(self, now: float) -> None:
         tx = self.tx
-        if tx.snd_una == tx.snd_max:
+        handshake = self.state in _HANDSHAKE
+        if not handshake and tx.outstanding == 0:
             tx.retransmit_at = None
             return
-        handshake = self.state in _HANDSHAKE
         # RFC 9293 §3.8.3 (MUST-20, MUST-23): give up at R2, "measured in time units"; R2 for a SYN is longer.
         limit = self.config.syn_r2 if handshake else self.config.r2
         if tx.rtx_since is not None and now - tx.rtx_since >= limit:
             self._terminate(CloseReason.TIMED_OUT, now)
             return
-        tx.on_retransmit_timeout(now, syn=handshake)
+        tx.on_retransmit_timeout(now, handshake)
         if tx.timeouts == self.config.r1:
             _log.debug("tcp.r1_reached", conn=repr(self), timeouts=tx.timeouts)
 
@@ -263,9 +271,9 @@ class Connection:
             return out
         tx, rx = self.tx, self.rx
         if state in _HANDSHAKE:
-            if tx.snd_nxt == tx.iss:
+            if tx.syn_due:
                 out.append(self._syn_segment(state is State.SYN_RECEIVED, now))
-                tx.note_sent(tx.iss, 1, now)
+                tx.syn_sent(now)
         else:
             if state in _SENDS_DATA:
                 while (seg := self._next_data_segment(now)) is not None:
@@ -277,12 +285,14 @@ class Connection:
                         # old sequence number and no data, which every receiver must answer with an ACK and
                         # which cannot overrun a zero window. We do as Linux does.
                         out.append(self._segment(seq_add(tx.snd_una, -1), ACK, now))
-                        tx.arm_persist(now, self.config.rto_max)
+                        tx.arm_persist(now)
+                    elif (seg := self._next_data_segment(now, force=True)) is not None:
+                        out.append(seg)  # RFC 9293 §3.8.6.2.1: the SWS override once the timer runs out
         if rx.ack_now:
             # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where SND.NXT is the highest we have sent: after a timeout
             # pulled snd_nxt back, an ACK carrying it would fall before the peer's RCV.NXT, be judged
             # unacceptable, lose its acknowledgment and draw an ACK back, forever (Linux: tcp_acceptable_seq).
-            out.append(self._segment(tx.snd_max, ACK, now))
+            out.append(self._segment(tx.snd_nxt, ACK, now))
         self.segments_sent += len(out)
         return out
 
@@ -313,31 +323,21 @@ class Connection:
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & SEQ_MASK
 
-    def _next_data_segment(self, now: float) -> TcpSegment | None:
+    def _next_data_segment(self, now: float, force: bool = False) -> TcpSegment | None:
         tx = self.tx
-        remaining = seq_sub(tx.data_end, tx.snd_nxt)
-        if remaining > 0:
-            usable = tx.usable_window()
-            if usable <= 0:
-                if tx.snd_wnd == 0 and tx.snd_una == tx.snd_max:
-                    tx.arm_persist(now, self.config.rto_max)
-                return None
-            n = min(tx.eff_mss, remaining, usable)
-            seq = tx.snd_nxt
-            start = seq_sub(seq, tx.buf_seq)
-            payload = bytes(tx.buf[start : start + n])
-            flags = ACK
-            if n == remaining:
-                # RFC 9293 §3.9.1 (MUST-60, MUST-61): PSH on the last segment of what the application queued.
-                flags = ACK | PSH | FIN if tx.fin_queued else ACK | PSH
-            tx.note_sent(seq, n + (flags & FIN), now)
-            return self._segment(seq, flags, now, payload)
-        if remaining == 0 and tx.fin_queued:
-            # The FIN alone: all data is out and the FIN is not (or must be sent again after a timeout).
-            seq = tx.snd_nxt
-            tx.note_sent(seq, 1, now)
-            return self._segment(seq, ACK | FIN, now)
-        return None
+        item = tx.next_segment(now, force)
+        if item is None:
+            return None
+        start, end, fin, _ = item
+        data_end = tx.data_end
+        stop = min(end, data_end)
+        payload = bytes(tx.buf[start - tx.buf_off : stop - tx.buf_off])
+        flags = ACK
+        if payload and stop == data_end:
+            flags = ACK | PSH  # RFC 9293 §3.9.1 (MUST-60, MUST-61): PSH on the last of what was queued
+        if fin:
+            flags |= FIN
+        return self._segment(tx.seq_at(start), flags, now, payload)
 
     def _segment(self, seq: int, flags: int, now: float, payload: bytes = b"") -> TcpSegment:
         """A synchronized-state segment: it carries ACK, our window, and the agreed options."""
@@ -440,7 +440,7 @@ class Connection:
         rx.start(seg.seq)
         self._negotiate(seg.options, now)
         if ack_ok:
-            tx.on_ack(seg.ack, now)
+            tx.on_ack(seg.ack, (), now, self._timestamp_rtt(seg, now), False)
         if seq_lt(tx.iss, tx.snd_una):
             # "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to ESTABLISHED, form an ACK
             # segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
@@ -451,7 +451,6 @@ class Connection:
                 self._receive_text(seq_add(seg.seq, 1), seg.payload, bool(flags & FIN), now)
         else:
             # Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>".
-            tx.snd_nxt = tx.iss
             self._set_state(State.SYN_RECEIVED, now)
 
     def _check_timestamps(self, seg: TcpSegment, now: float) -> bool:
@@ -488,7 +487,7 @@ class Connection:
         # bit is set, if so drop the segment and return)".
         if not seg.flags & RST:
             if self.state is State.SYN_RECEIVED and seg.flags & SYN and seg.seq == rx.irs:
-                self.tx.snd_nxt = self.tx.iss  # the peer lost our SYN,ACK: send it again, as Linux does
+                self.tx.syn_due = True  # the peer lost our SYN,ACK: send it again, as Linux does
             else:
                 rx.ack_now = True
                 if self.state is State.TIME_WAIT and seg.flags & FIN:
@@ -532,11 +531,11 @@ class Connection:
                 return False
             # "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state and continue processing with the
             # variables below set to: SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ, SND.WL2 <- SEG.ACK"
-            tx.on_ack(ack, now)
+            tx.on_ack(ack, (), now, self._timestamp_rtt(seg, now), False)
             tx.set_window(seg.seq, ack, seg.window << tx.snd_wscale)
             self._set_state(State.ESTABLISHED, now)
             return True
-        if seq_lt(tx.snd_max, ack):
+        if seq_lt(tx.snd_nxt, ack):
             # "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment".
             self.rx.ack_now = True
             return False
@@ -545,13 +544,16 @@ class Connection:
             # otherwise "the ACK value is considered unacceptable ... send an ACK" and drop.
             self.rx.ack_now = True
             return False
-        if tx.ack_acceptable(ack):
-            freed = tx.on_ack(ack, now)
+        if not seq_lt(ack, tx.snd_una):
+            window = seg.window << tx.snd_wscale
+            # RFC 5681 §2: a duplicate ACK carries no data, no SYN or FIN, the same ACK and the same window.
+            duplicate = ack == tx.snd_una and not seg.payload and not seg.flags & FIN and window == tx.snd_wnd
+            ts_rtt = self._timestamp_rtt(seg, now) if ack != tx.snd_una else None
+            freed = tx.on_ack(ack, seg.options.sack_blocks, now, ts_rtt, duplicate)
             if freed and self._send_blocked and tx.free_space >= tx.buffer_size // 2:
                 self._send_blocked = False
                 self._emit(SendSpace())
-        if not seq_lt(ack, tx.snd_una):
-            tx.update_window(seg.seq, ack, seg.window << tx.snd_wscale)
+            tx.update_window(seg.seq, ack, window)
         if state is State.FIN_WAIT_1:
             if tx.fin_acked:
                 # "if the FIN segment is now acknowledged, then enter FIN-WAIT-2 and continue processing"
@@ -582,7 +584,7 @@ class Connection:
             return
         if payload and self._orphaned and seq_sub(seq_add(data_seq, len(payload)), rx.rcv_nxt) > 0:
             # RFC 1122 §4.2.2.13: new data after CLOSE: reset, so the peer knows it was not read.
-            self._queue_control(self.tx.snd_max, RST | ACK, seq_add(data_seq, len(payload)))
+            self._queue_control(self.tx.snd_nxt, RST | ACK, seq_add(data_seq, len(payload)))
             self._terminate(CloseReason.ABORTED, now)
             return
         had_ack_now = rx.ack_now
@@ -615,6 +617,14 @@ class Connection:
         elif state is State.FIN_WAIT_2:
             self._enter_time_wait(now)
 
+    def _timestamp_rtt(self, seg: TcpSegment, now: float) -> float | None:
+        """RFC 7323 §4.1 (RTTM): an RTT sample from the echoed timestamp of an ACK for new data."""
+        ts = seg.options.timestamps if self.ts_ok else None
+        if ts is None or not ts[1]:
+            return None
+        elapsed = (self._ts_now(now) - ts[1]) & SEQ_MASK
+        return elapsed / 1000 if elapsed < 1 << 31 else None
+
     def _negotiate(self, options: TcpOptions, now: float) -> None:
         """Agree on the extensions from the peer's SYN (or SYN,ACK): each is on only if both sides offered it.
 
@@ -644,6 +654,8 @@ class Connection:
         old = self.state
         self.state = new
         _log.debug("tcp.state", conn=repr(self), old=str(old), new=str(new))
+        if new is State.SYN_SENT or new is State.SYN_RECEIVED:
+            self.tx.syn_due = True  # our SYN (or SYN,ACK) goes out next
         if new is State.ESTABLISHED:
             self.tx.on_established()
             if self._fin_requested:
@@ -655,7 +667,7 @@ class Connection:
     def _enter_time_wait(self, now: float) -> None:
         self._set_state(State.TIME_WAIT, now)
         tx = self.tx
-        tx.retransmit_at = tx.persist_at = None
+        tx.retransmit_at = tx.persist_at = tx.tlp_at = tx.rack_at = None
         self.fin_wait_2_until = None
         # RFC 9293 §3.10.7.4 (MUST-13): "Start the time-wait timer" for 2 MSL.
         self.time_wait_until = now + 2 * self.config.msl
@@ -668,7 +680,7 @@ class Connection:
         self._set_state(State.CLOSED, now)
         self.close_reason = reason
         tx, rx = self.tx, self.rx
-        tx.retransmit_at = tx.persist_at = rx.delayed_ack_at = None
+        tx.retransmit_at = tx.persist_at = tx.tlp_at = tx.rack_at = rx.delayed_ack_at = None
         rx.ack_now = False
         self.time_wait_until = self.fin_wait_2_until = None
         self._probe_due = False

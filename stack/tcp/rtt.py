@@ -19,16 +19,19 @@ class RttEstimator:
         self.rto = rto_initial  # RFC 6298 (2.1)
         self.backoff = 0  # doublings since the last new sample (RFC 6298 (5.5))
 
-    def sample(self, r: float) -> None:
-        """Feed one RTT measurement from a segment that was not retransmitted (Karn's algorithm)."""
+    def sample(self, r: float, samples_per_rtt: int = 1) -> None:
+        """Feed one RTT measurement from a segment that was not retransmitted (Karn's algorithm). With
+        timestamps there is a sample per ACK; RFC 7323 Appendix G divides alpha and beta by the samples
+        expected per RTT so that RTTVAR does not collapse."""
         if self.srtt is None:
             # RFC 6298 (2.2)
             self.srtt = r
             self.rttvar = r / 2
         else:
             # RFC 6298 (2.3): update RTTVAR before SRTT.
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - r)
-            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * r
+            alpha, beta = ALPHA / samples_per_rtt, BETA / samples_per_rtt
+            self.rttvar = (1 - beta) * self.rttvar + beta * abs(self.srtt - r)
+            self.srtt = (1 - alpha) * self.srtt + alpha * r
         rto = self.srtt + max(CLOCK_GRANULARITY, K * self.rttvar)
         self.rto = min(max(rto, self.rto_min), self.rto_max)  # RFC 6298 (2.4), (2.5)
         self.backoff = 0

@@ -428,14 +428,14 @@ def test_zero_window_is_probed_with_backoff_and_reopens():
 
 
 def test_pure_ack_after_a_timeout_carries_the_highest_sequence_sent():
-    """Regression: after go-back-N, an ACK with the pulled-back SND.NXT fell before the peer's RCV.NXT, was
-    dropped as unacceptable, and the two ends traded ACKs forever."""
+    """Regression: with go-back-N, an ACK sent after a timeout carried the pulled-back SND.NXT, fell before the
+    peer's RCV.NXT, was dropped as unacceptable, and the two ends traded ACKs forever."""
     conn = established()
-    conn.send(b"a" * 3000)
+    conn.send(b"a" * 2 * MSS)
     conn.segments_to_send(0.0)
     conn.handle_timer(conn.get_timer())
-    assert conn.tx.snd_nxt == local_seq(1)  # pulled back to SND.UNA
-    conn.segments_to_send(1.0)  # the first segment goes again
+    (retransmission,) = conn.segments_to_send(1.0)  # the loss window is one segment: the first goes again
+    assert retransmission.seq == local_seq(1) and len(retransmission.payload) == MSS
     deliver(conn, seg(remote_seq(1), local_seq(1), payload=b"x"), now=1.0)
     deliver(conn, seg(remote_seq(2), local_seq(1), payload=b"y"), now=1.0)
-    expect(conn, ours(local_seq(3001), remote_seq(3), window=64 * 1024 - 2), now=1.0)
+    expect(conn, ours(local_seq(1 + 2 * MSS), remote_seq(3), window=64 * 1024 - 2), now=1.0)

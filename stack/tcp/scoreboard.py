@@ -1,0 +1,171 @@
+"""The retransmission queue as a scoreboard: one record per segment in flight (RFC 6675 §3, RFC 8985 §5.2).
+
+Positions are stream offsets (unbounded ints: data byte 0 is ISS + 1, the FIN takes one offset after the
+data), so nothing here wraps. Records keep the boundaries they were sent with; a SACK block marks a record only
+when it covers all of it, which a receiver that ACKs what it got always does.
+
+Besides sequence order, records are indexed in transmission order (RACK walks them oldest-sent first): a
+deque of (transmission number, record), where a retransmission appends a fresh entry and the old one goes
+stale, as do all of a record's entries once it is cumulatively acknowledged (its number becomes 0); stale and
+SACKed entries are dropped when they reach the front.
+"""
+
+import bisect
+from collections import deque
+
+
+class Sent:
+    __slots__ = ("end", "fin", "lost", "retransmitted", "sacked", "start", "xmit_number", "xmit_time")
+
+    def __init__(self, start: int, end: int, fin: bool, now: float, number: int) -> None:
+        self.start = start
+        self.end = end
+        self.fin = fin
+        self.xmit_time = now
+        self.xmit_number = number
+        self.retransmitted = False
+        self.sacked = False
+        self.lost = False
+
+    def __repr__(self) -> str:
+        marks = "S" * self.sacked + "L" * self.lost + "R" * self.retransmitted
+        return f"<Sent {self.start}-{self.end} {marks} t={self.xmit_time:.3f}>"
+
+
+class Scoreboard:
+    __slots__ = ("_by_time", "_head", "_numbers", "_records", "_starts", "lost_bytes", "sacked_bytes")
+
+    def __init__(self) -> None:
+        self._records: list[Sent] = []
+        self._starts: list[int] = []
+        self._head = 0  # records before _head were cumulatively acknowledged
+        self._by_time: deque[tuple[int, Sent]] = deque()
+        self._numbers = 0
+        self.sacked_bytes = 0
+        self.lost_bytes = 0  # lost and not yet retransmitted (so not in flight)
+
+    def __len__(self) -> int:
+        return len(self._records) - self._head
+
+    def __iter__(self):
+        return iter(self._records[self._head :])
+
+    @property
+    def first(self) -> Sent | None:
+        return self._records[self._head] if self._head < len(self._records) else None
+
+    @property
+    def last(self) -> Sent | None:
+        return self._records[-1] if self._head < len(self._records) else None
+
+    # -- transmission ---------------------------------------------------------------------------------------
+
+    def sent(self, start: int, end: int, fin: bool, now: float) -> Sent:
+        """Record a new segment (beyond everything sent before)."""
+        self._numbers += 1
+        record = Sent(start, end, fin, now, self._numbers)
+        self._records.append(record)
+        self._starts.append(start)
+        self._by_time.append((self._numbers, record))
+        return record
+
+    def retransmitted(self, record: Sent, now: float) -> None:
+        if record.lost:
+            record.lost = False
+            self.lost_bytes -= record.end - record.start
+        record.retransmitted = True
+        record.xmit_time = now
+        self._numbers += 1
+        record.xmit_number = self._numbers
+        self._by_time.append((self._numbers, record))
+
+    # -- acknowledgments ------------------------------------------------------------------------------------
+
+    def cumulative_ack(self, offset: int) -> list[Sent]:
+        """Remove what ``offset`` acknowledges; return the records it newly delivered (not those SACKed
+        before). A record acknowledged only in part is trimmed, not removed."""
+        records, delivered = self._records, []
+        i = self._head
+        while i < len(records) and records[i].end <= offset:
+            record = records[i]
+            record.xmit_number = 0  # its entries in the transmission order go stale
+            if record.sacked:
+                self.sacked_bytes -= record.end - record.start
+            else:
+                delivered.append(record)
+                if record.lost:
+                    self.lost_bytes -= record.end - record.start
+            i += 1
+        if i < len(records) and records[i].start < offset:
+            record = records[i]
+            cut = offset - record.start
+            if record.sacked:
+                self.sacked_bytes -= cut
+            elif record.lost:
+                self.lost_bytes -= cut
+            record.start = self._starts[i] = offset
+        self._head = i
+        if i > 1024 and i * 2 > len(records):
+            del records[:i]
+            del self._starts[:i]
+            self._head = 0
+        return delivered
+
+    def sack(self, start: int, end: int) -> list[Sent]:
+        """Mark the records wholly inside [start, end) as SACKed; return those newly marked."""
+        i = max(bisect.bisect_left(self._starts, start, self._head), self._head)
+        records, marked = self._records, []
+        while i < len(records) and records[i].end <= end:
+            record = records[i]
+            if not record.sacked:
+                record.sacked = True
+                self.sacked_bytes += record.end - record.start
+                if record.lost:
+                    record.lost = False
+                    self.lost_bytes -= record.end - record.start
+                marked.append(record)
+            i += 1
+        return marked
+
+    def mark_lost(self, record: Sent) -> bool:
+        if record.lost or record.sacked:
+            return False
+        record.lost = True
+        self.lost_bytes += record.end - record.start
+        return True
+
+    def mark_all_lost(self, keep_sacked: bool) -> None:
+        """After a retransmission timeout: everything unacknowledged is presumed lost (RFC 6675 §5.1); SACK
+        marks are kept unless the receiver may have reneged on them."""
+        for record in self:
+            if record.sacked and not keep_sacked:
+                record.sacked = False
+                self.sacked_bytes -= record.end - record.start
+            self.mark_lost(record)
+
+    def clear_lost(self) -> None:
+        for record in self:
+            record.lost = False
+        self.lost_bytes = 0
+
+    def first_lost(self) -> Sent | None:
+        """RFC 6675 NextSeg (1): the lowest segment presumed lost and not yet retransmitted."""
+        if not self.lost_bytes:
+            return None
+        for record in self:
+            if record.lost:
+                return record
+        return None
+
+    def by_transmission(self):
+        """Records still in flight and not delivered, oldest transmission first (stale entries pruned from the
+        front as they are met)."""
+        entries = self._by_time
+        while entries:
+            number, record = entries[0]
+            if number == record.xmit_number and not record.sacked:
+                break
+            entries.popleft()
+        for number, record in entries:
+            if number == record.xmit_number and not record.sacked and not record.lost:
+                yield record
