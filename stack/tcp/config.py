@@ -43,7 +43,7 @@ class TcpConfig:
     # FIN-WAIT-2 for the peer's FIN, since nobody could read what the peer sends anyway.
     fin_wait_2_timeout: float = 60.0
     # The congestion-control algorithm, by name (stack/tcp/congestion.py ALGORITHMS).
-    congestion_control: str = "reno"
+    congestion_control: str = "cubic"
     # Extensions offered in our SYN (or accepted in our SYN,ACK when the peer offers them).
     window_scaling: bool = True  # RFC 7323 §2
     timestamps: bool = True  # RFC 7323 §3-5: RTTM and PAWS

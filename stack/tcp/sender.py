@@ -29,6 +29,9 @@ class Sender:
         "buf",
         "buf_off",
         "buffer_size",
+        "bytes_acked",
+        "bytes_retransmitted",
+        "bytes_sent",
         "cc",
         "dsacks",
         "dupacks",
@@ -44,10 +47,12 @@ class Sender:
         "rack",
         "rack_at",
         "recover_fs",
+        "recoveries",
         "recovery_point",
         "reno_sacked",
         "retransmit_at",
         "retransmits",
+        "rto_count",
         "rtt",
         "rtx_since",
         "sack_ok",
@@ -117,6 +122,11 @@ class Sender:
         self.retransmits = 0
         self.tlp_probes = 0
         self.dsacks = 0
+        self.rto_count = 0
+        self.recoveries = 0
+        self.bytes_sent = 0  # sequence space sent, retransmissions included (Linux tcpi_bytes_sent)
+        self.bytes_retransmitted = 0
+        self.bytes_acked = 0
 
     # -- positions ------------------------------------------------------------------------------------------
 
@@ -207,6 +217,7 @@ class Sender:
         if acked > 0:
             self.snd_una = ack
             self.una_off += acked
+            self.bytes_acked += acked
             delivered = board.cumulative_ack(self.una_off)
             freed = min(max(self.una_off - self.buf_off, 0), len(self.buf))
             if freed:
@@ -304,6 +315,7 @@ class Sender:
     def _enter_recovery(self, now: float) -> None:
         """RFC 6675 §5 / RFC 6937: start fast recovery for the window sent so far."""
         self.state = RECOVERY
+        self.recoveries += 1
         self.recovery_point = self.nxt_off
         self.cc.on_congestion_event(self.outstanding, now)
         self.prr_delivered = self.prr_out = 0
@@ -437,8 +449,10 @@ class Sender:
         return last.start, last.end, last.fin, True
 
     def _sent(self, length: int, now: float, retransmission: bool) -> None:
+        self.bytes_sent += length
         if retransmission:
             self.retransmits += 1
+            self.bytes_retransmitted += length
             self.timed_end = None  # Karn
         if self.state is RECOVERY:
             self.prr_out += length
@@ -455,6 +469,7 @@ class Sender:
         if self.rtx_since is None:
             self.rtx_since = now
         self.timeouts += 1
+        self.rto_count += 1
         self.rtt.on_timeout()
         self.timed_end = None
         if handshake:

@@ -20,6 +20,7 @@ class LinkFaults:
     reorder_delay: float = 0.01
     bandwidth: float | None = None  # bytes per second; None = infinitely fast
     queue_bytes: int | None = None  # drop-tail queue limit when ``bandwidth`` is set
+    drop: frozenset[int] = frozenset()  # exact packets to lose, by their 1-based count on this link
 
     def __post_init__(self) -> None:
         for name in ("loss", "duplicate", "reorder", "corrupt"):
@@ -52,7 +53,7 @@ class FaultyLink:
     def send(self, packet: bytes, now: float) -> None:
         f = self.faults
         self.sent += 1
-        if f.loss and self._loss.random() < f.loss:
+        if self.sent in f.drop or (f.loss and self._loss.random() < f.loss):
             self.lost += 1
             return
         depart = now
