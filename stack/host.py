@@ -17,19 +17,26 @@ from .tcp.config import TcpConfig
 from .tcp.connection import Connection
 from .tcp.errors import LocalProtocolError
 from .tcp.events import Closed, Established, Event
+from .tcp.icmp import classify
 from .tcp.isn import IsnSource, Rfc6528Isn
 from .tcp.reset import reset_for
 from .tcp.state import State
 from .wire import (
     ACK,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
     PROTO_TCP,
     RST,
     SYN,
+    IcmpMessage,
     IpPacket,
+    QuotedTcp,
     TcpSegment,
     WireError,
     build_tcp_packet,
+    parse_icmp,
     parse_ip,
+    parse_quoted_tcp,
     parse_tcp,
 )
 
@@ -40,6 +47,7 @@ IPV6_HEADER = 40
 TCP_HEADER = 20
 
 UnmatchedHandler = Callable[["Host", IpPacket, TcpSegment, float], None]
+UnmatchedIcmpHandler = Callable[["Host", IpPacket, IcmpMessage, QuotedTcp, float], None]
 
 
 def reset_unmatched(host: "Host", packet: IpPacket, seg: TcpSegment, now: float) -> None:
@@ -47,6 +55,11 @@ def reset_unmatched(host: "Host", packet: IpPacket, seg: TcpSegment, now: float)
     rst = reset_for(seg)
     if rst is not None:
         host.send_segment(packet.dst, packet.src, rst)
+
+
+def drop_unmatched_icmp(host: "Host", packet: IpPacket, msg: IcmpMessage, quoted: QuotedTcp, now: float) -> None:
+    """An ICMP error about a connection we do not have: nothing to tell anyone (plain TCP)."""
+    host.drops["icmp_no_connection"] += 1
 
 
 class Listener:
@@ -73,6 +86,7 @@ class Host:
         config: TcpConfig | None = None,
         isn_source: IsnSource | None = None,
         unmatched: UnmatchedHandler = reset_unmatched,
+        unmatched_icmp: UnmatchedIcmpHandler = drop_unmatched_icmp,
         ttl: int = 64,
     ) -> None:
         self.addresses: frozenset[Address] = frozenset(packed(a) for a in addresses)
@@ -89,6 +103,7 @@ class Host:
         self._secret = hashlib.blake2s(secret, person=b"ports").digest()
         self.isn_source: IsnSource = isn_source or Rfc6528Isn(secret)
         self.unmatched = unmatched
+        self.unmatched_icmp = unmatched_icmp
         self.connections: dict[tuple[Address, int, Address, int], Connection] = {}
         self.listeners: dict[tuple[Address | None, int], Listener] = {}
         self._embryonic: dict[Connection, Listener | None] = {}  # passive, not yet announced to the application
@@ -226,7 +241,10 @@ class Host:
             self.drops["fragment"] += 1
             return
         if packet.protocol != PROTO_TCP:
-            self.drops["not_tcp"] += 1
+            if packet.protocol == (PROTO_ICMP if packet.version == 4 else PROTO_ICMPV6):
+                self.receive_icmp(packet, now)
+            else:
+                self.drops["not_tcp"] += 1
             return
         if not is_unicast_source(packet.src):
             self.drops["bad_source"] += 1
@@ -237,6 +255,29 @@ class Host:
             self.drops["bad_tcp"] += 1
             return
         self.receive_segment(packet, seg, now)
+
+    def receive_icmp(self, packet: IpPacket, now: float) -> None:
+        """RFC 9293 §3.9.2.2 (MUST-54): an ICMP error goes to the connection whose segment it quotes."""
+        try:
+            msg = parse_icmp(packet.payload, version=packet.version, src=packet.src, dst=packet.dst)
+        except WireError:
+            self.drops["bad_icmp"] += 1
+            return
+        if not msg.is_error:
+            self.drops["icmp_not_error"] += 1
+            return
+        try:
+            quoted = parse_quoted_tcp(msg.payload)
+        except WireError:
+            self.drops["icmp_not_about_tcp"] += 1
+            return
+        conn = self.connections.get((quoted.src, quoted.src_port, quoted.dst, quoted.dst_port))
+        if conn is None:
+            self.unmatched_icmp(self, packet, msg, quoted, now)
+            return
+        if not conn.on_icmp_error(classify(msg), quoted.seq, now):
+            self.drops["icmp_out_of_window"] += 1
+        self._dirty[conn] = None
 
     def receive_segment(self, packet: IpPacket, seg: TcpSegment, now: float) -> None:
         """Demultiplex one parsed, checksum-verified segment."""

@@ -3,11 +3,14 @@
 from dataclasses import dataclass
 
 from .congestion import ALGORITHMS
+from .keepalive import KeepaliveSettings
 
 # RFC 9293 §3.7.1 (MUST-15): "If an MSS Option is not received at connection setup, TCP implementations MUST
 # assume a default send MSS of 536 (576 - 40) for IPv4 or 1220 (1280 - 60) for IPv6".
 DEFAULT_SEND_MSS_V4 = 536
 DEFAULT_SEND_MSS_V6 = 1220
+
+KEEPALIVE_OFF = KeepaliveSettings()
 
 MAX_UNSCALED_WINDOW = 0xFFFF  # RFC 9293 §3.1: the window field is 16 bits
 
@@ -50,6 +53,12 @@ class TcpConfig:
     sack: bool = True  # RFC 2018, with D-SACK (RFC 2883)
     # RFC 9293 §3.7.4 (MUST-17): the application can turn the Nagle algorithm off (Linux TCP_NODELAY).
     nodelay: bool = False
+    keepalive: KeepaliveSettings = KEEPALIVE_OFF
+    # RFC 9293 §3.9.1 USER TIMEOUT / RFC 5482: give up when sent data stays unacknowledged this long; it
+    # replaces R2 for data when set (Linux TCP_USER_TIMEOUT).
+    user_timeout: float | None = None
+    # RFC 5961 §7: challenge ACKs per connection per second (Linux allows 1000 per second per namespace).
+    challenge_acks_per_second: int = 100
 
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:
@@ -69,6 +78,10 @@ class TcpConfig:
             raise ValueError(
                 f"congestion_control={self.congestion_control!r} is unknown: choose one of {sorted(ALGORITHMS)}"
             )
+        if self.user_timeout is not None and self.user_timeout <= 0:
+            raise ValueError(f"user_timeout={self.user_timeout} must be positive (seconds) or None")
+        if self.challenge_acks_per_second < 1:
+            raise ValueError("challenge_acks_per_second must be at least 1")
         if self.initial_window_segments < 1:
             raise ValueError("initial_window_segments must be at least 1")
 

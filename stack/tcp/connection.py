@@ -15,7 +15,10 @@ from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, TcpOptions, TcpSegment
 from .config import DEFAULT_SEND_MSS_V4, DEFAULT_SEND_MSS_V6, TcpConfig
 from .congestion import make_congestion_control
 from .errors import LocalProtocolError
-from .events import Closed, CloseReason, DataReceived, Established, Event, PeerClosed, Reset, SendSpace
+from .events import Closed, CloseReason, DataReceived, Established, Event, PeerClosed, Reset, SendSpace, SoftError
+from .icmp import IcmpError, IcmpKind
+from .info import TcpInfo, connection_info
+from .keepalive import Keepalive, KeepaliveSettings, RateLimit
 from .receiver import Receiver
 from .reset import reset_for
 from .sender import Sender
@@ -26,6 +29,7 @@ _log = structlog.get_logger("stack.tcp")
 # States whose output may carry data or a FIN (and their retransmissions).
 _SENDS_DATA = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 _HANDSHAKE = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
+_KEEPALIVE = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _DATA = object()  # event-queue marker: "buffered data is readable here", turned into DataReceived on demand
 # RFC 7323 §5.5: "If the connection has been idle for more than 24 days, TS.Recent is invalid".
 PAWS_IDLE = 24 * 86400.0
@@ -61,6 +65,9 @@ class Connection:
         self._fin_requested = False  # shutdown asked for before the handshake finished
         self._send_blocked = False
         self._probe_due = False
+        self._keepalive_due = False
+        self.keepalive = Keepalive(config.keepalive, 0.0)
+        self.challenge_acks = RateLimit(config.challenge_acks_per_second)
         self._reading_paused = False
         self._control: list[TcpSegment] = []  # RSTs decided while processing input, sent first
         self._events: deque = deque()
@@ -77,6 +84,8 @@ class Connection:
         self.last_ack_sent = 0
         self._ts_offset = (iss * 0x9E3779B1) & SEQ_MASK
         self.paws_drops = 0
+        self.icmp_ignored = 0
+        self.soft_error: str | None = None  # the latest ICMP soft error (RFC 9293 SHLD-25)
 
     def __repr__(self) -> str:
         return f"<Connection :{self.local_port} -> :{self.remote_port} {self.state}>"
@@ -171,6 +180,12 @@ class Connection:
         if self.state is State.TIME_WAIT:
             self._terminate(CloseReason.NORMAL, now)
 
+    def set_keepalive(self, settings: KeepaliveSettings, now: float) -> None:
+        """RFC 9293 (MUST-24): switch keep-alives on or off, or retune them, for this connection."""
+        self.keepalive.settings = settings
+        self.keepalive.heard(now)
+        self._changed()
+
     def pause_reading(self) -> None:
         """Stop handing data to the application; the receive buffer fills and our window closes."""
         self._reading_paused = True
@@ -198,6 +213,44 @@ class Connection:
             return DataReceived(data)
         return None
 
+    def on_icmp_error(self, error: IcmpError, seq: int, now: float) -> bool:
+        """RFC 9293 §3.9.2.2 (MUST-54): an ICMP error quoting one of our segments, with sequence number ``seq``.
+        Returns whether it was taken (RFC 5927 §4.1: only if ``seq`` is one we sent and is not yet
+        acknowledged; anything else may be forged, and is counted and ignored)."""
+        tx, state = self.tx, self.state
+        if state in _HANDSHAKE:
+            valid = seq == tx.iss
+        elif state is State.CLOSED or state is State.LISTEN:
+            valid = False
+        else:
+            valid = not seq_lt(seq, tx.snd_una) and seq_lt(seq, tx.snd_nxt)
+        if not valid:
+            self.icmp_ignored += 1
+            return False
+        if error.kind is IcmpKind.PATH_MTU:
+            if error.mtu is not None:
+                ipv4 = len(self.remote_addr) == 4
+                # RFC 8201 §5: no IPv6 path MTU below 1280; for IPv4 Linux's floor (ip_rt_min_pmtu, 552) keeps a
+                # forged message from shrinking segments to nothing.
+                mtu = max(error.mtu, 552 if ipv4 else 1280)
+                options = TIMESTAMP_OPTION_SPACE if self.ts_ok else 0
+                tx.lower_mss(mtu - (20 if ipv4 else 40) - 20 - options)
+        elif error.kind is IcmpKind.HARD and state in _HANDSHAKE:
+            # RFC 5927 §5.2: hard errors abort only a connection still being set up; in synchronized states they
+            # are soft errors, as in Linux.
+            port = "port" in error.description
+            self._terminate(CloseReason.REFUSED if port else CloseReason.UNREACHABLE, now)
+        elif error.kind is not IcmpKind.IGNORE:
+            # RFC 9293 (MUST-56): soft errors never abort; (MUST-47, SHLD-25): the application hears of them.
+            self.soft_error = error.description
+            self._emit(SoftError(error.description))
+        self._changed()
+        return True
+
+    def info(self) -> TcpInfo:
+        """Statistics for operators, like Linux's TCP_INFO."""
+        return connection_info(self)
+
     @property
     def has_events(self) -> bool:
         return bool(self._events) and not (self._reading_paused and self._events[0] is _DATA)
@@ -215,6 +268,7 @@ class Connection:
             self.tx.persist_at,
             self.time_wait_until,
             self.fin_wait_2_until,
+            self.keepalive.deadline() if self.state in _KEEPALIVE else None,
         ):
             if t is not None and (deadline is None or t < deadline):
                 deadline = t
@@ -244,6 +298,21 @@ class Connection:
         if tx.persist_at is not None and now >= tx.persist_at:
             tx.on_persist_timeout()
             self._probe_due = True
+        if self.state in _KEEPALIVE:
+            self._on_keepalive_timer(now)
+
+    def _on_keepalive_timer(self, now: float) -> None:
+        deadline = self.keepalive.deadline()
+        if deadline is None or now < deadline:
+            return
+        if self.tx.outstanding:
+            # RFC 9293 (MUST-26): "only ... when no sent data is outstanding"; the retransmission timer is
+            # watching the peer meanwhile.
+            self.keepalive.heard(now)
+        elif self.keepalive.expired():
+            self._terminate(CloseReason.TIMED_OUT, now)
+        else:
+            self._keepalive_due = True
 
     def _on_retransmit_timeout(self, now: float) -> None:
         tx = self.tx
@@ -251,8 +320,9 @@ class Connection:
         if not handshake and tx.outstanding == 0:
             tx.retransmit_at = None
             return
-        # RFC 9293 §3.8.3 (MUST-20, MUST-23): give up at R2, "measured in time units"; R2 for a SYN is longer.
-        limit = self.config.syn_r2 if handshake else self.config.r2
+        # RFC 9293 §3.8.3 (MUST-20, MUST-23): give up at R2, "measured in time units"; R2 for a SYN is longer;
+        # a user timeout, when set, stands in for R2 on data.
+        limit = self.config.syn_r2 if handshake else (self.config.user_timeout or self.config.r2)
         if tx.rtx_since is not None and now - tx.rtx_since >= limit:
             self._terminate(CloseReason.TIMED_OUT, now)
             return
@@ -288,6 +358,10 @@ class Connection:
                         tx.arm_persist(now)
                     elif (seg := self._next_data_segment(now, force=True)) is not None:
                         out.append(seg)  # RFC 9293 §3.8.6.2.1: the SWS override once the timer runs out
+        if self._keepalive_due:
+            self._keepalive_due = False
+            if state in _KEEPALIVE:
+                out.append(self._segment(seq_add(tx.snd_una, -1), ACK, now))  # RFC 1122 §4.2.3.6 probe
         if rx.ack_now:
             # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where SND.NXT is the highest we have sent: after a timeout
             # pulled snd_nxt back, an ACK carrying it would fall before the peer's RCV.NXT, be judged
@@ -360,6 +434,7 @@ class Connection:
 
     def receive_segment(self, seg: TcpSegment, now: float) -> None:
         self.segments_received += 1
+        self.keepalive.heard(now)
         state = self.state
         if state is State.CLOSED:
             return
@@ -501,7 +576,7 @@ class Connection:
             # "If the RST bit is set and the sequence number does not exactly match the next expected sequence
             # value, yet is within the current receive window, TCP endpoints MUST send an acknowledgment
             # (challenge ACK)".
-            self.rx.ack_now = True
+            self._challenge_ack(now)
             return
         if self.state is State.SYN_RECEIVED:
             # "If this connection was initiated with a passive OPEN (i.e., came from the LISTEN state), then
@@ -517,7 +592,12 @@ class Connection:
         if self.state is State.SYN_RECEIVED and self.passive:
             self._terminate(CloseReason.RESET, now)
             return
-        self.rx.ack_now = True
+        self._challenge_ack(now)
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 §7: challenge ACKs are throttled, so a blind attacker cannot use us as an ACK amplifier."""
+        if self.challenge_acks.allow(now):
+            self.rx.ack_now = True
 
     def _check_ack(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 §3.10.7.4 fifth. Returns whether processing goes on to the text."""
@@ -542,7 +622,7 @@ class Connection:
         if seq_lt(ack, seq_add(tx.snd_una, -tx.max_snd_wnd)):
             # RFC 5961 §5.2 (MUST-?): acceptable only if "(SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT";
             # otherwise "the ACK value is considered unacceptable ... send an ACK" and drop.
-            self.rx.ack_now = True
+            self._challenge_ack(now)
             return False
         if not seq_lt(ack, tx.snd_una):
             window = seg.window << tx.snd_wscale
@@ -683,7 +763,7 @@ class Connection:
         tx.retransmit_at = tx.persist_at = tx.tlp_at = tx.rack_at = rx.delayed_ack_at = None
         rx.ack_now = False
         self.time_wait_until = self.fin_wait_2_until = None
-        self._probe_due = False
+        self._probe_due = self._keepalive_due = False
         self._emit(Closed(reason))
 
     def _emit(self, event: object) -> None:

@@ -10,6 +10,7 @@ class CloseReason(enum.Enum):
     REFUSED = "refused"  # RST in answer to our SYN (RFC 9293 §3.10.7.3)
     TIMED_OUT = "timed out"  # R2 reached while retransmitting (RFC 9293 §3.8.3)
     ABORTED = "aborted"  # the application aborted, or closed with data still arriving
+    UNREACHABLE = "unreachable"  # an ICMP error ended the handshake (RFC 5927 §5.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,17 @@ class Reset:
 
 
 @dataclass(frozen=True, slots=True)
+class SoftError:
+    """RFC 9293 §3.9.1.8 (MUST-47): an ICMP soft error about this connection; it goes on."""
+
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The connection is gone; always the last event."""
 
     reason: CloseReason
 
 
-Event = Established | DataReceived | SendSpace | PeerClosed | Reset | Closed
+Event = Established | DataReceived | SendSpace | PeerClosed | Reset | SoftError | Closed

@@ -148,6 +148,36 @@ class Scoreboard:
             record.lost = False
         self.lost_bytes = 0
 
+    def resegment(self, mss: int) -> int:
+        """The path MTU fell: split records longer than ``mss``. Pieces not SACKed are presumed lost, to go out
+        again at the new size (Linux's tcp_simple_retransmit). Returns how many pieces were marked lost."""
+        old = self._records[self._head :]
+        if all(r.end - r.start <= mss for r in old):
+            return 0
+        records, marked = [], 0
+        for record in old:
+            length = record.end - record.start
+            if length <= mss:
+                records.append(record)
+                continue
+            record.xmit_number = 0  # its entries in the transmission order go stale
+            if record.lost:
+                self.lost_bytes -= length
+            for start in range(record.start, record.end, mss):
+                end = min(start + mss, record.end)
+                piece = Sent(start, end, record.fin and end == record.end, record.xmit_time, 0)
+                piece.retransmitted = record.retransmitted
+                piece.sacked = record.sacked
+                if not record.sacked:
+                    piece.lost = True
+                    self.lost_bytes += end - start
+                    marked += 1
+                records.append(piece)
+        self._records = records
+        self._starts = [r.start for r in records]
+        self._head = 0
+        return marked
+
     def first_lost(self) -> Sent | None:
         """RFC 6675 NextSeg (1): the lowest segment presumed lost and not yet retransmitted."""
         if not self.lost_bytes:

@@ -460,6 +460,13 @@ class Sender:
         if self.retransmit_at is None:
             self.retransmit_at = now + self.rtt.rto
 
+    def lower_mss(self, mss: int) -> None:
+        """RFC 1191 §6.3, RFC 8201 §5.2: a smaller path MTU takes effect at once; what was sent too large goes
+        again in smaller segments. This is not congestion, so the window is left alone."""
+        if 64 <= mss < self.eff_mss:
+            self.eff_mss = mss
+            self.board.resegment(mss)
+
     # -- timers ---------------------------------------------------------------------------------------------
 
     def on_retransmit_timeout(self, now: float, handshake: bool) -> None:
