@@ -11,11 +11,22 @@ from collections.abc import Callable
 import structlog
 
 from ..seq import SEQ_MASK, seq_add, seq_le, seq_lt, seq_sub
-from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, TcpOptions, TcpSegment
+from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, URG, TcpOptions, TcpSegment
 from .config import DEFAULT_SEND_MSS_V4, DEFAULT_SEND_MSS_V6, TcpConfig
 from .congestion import make_congestion_control
 from .errors import LocalProtocolError
-from .events import Closed, CloseReason, DataReceived, Established, Event, PeerClosed, Reset, SendSpace, SoftError
+from .events import (
+    Closed,
+    CloseReason,
+    DataReceived,
+    Established,
+    Event,
+    PeerClosed,
+    Reset,
+    SendSpace,
+    SoftError,
+    UrgentData,
+)
 from .icmp import IcmpError, IcmpKind
 from .info import TcpInfo, connection_info
 from .keepalive import Keepalive, KeepaliveSettings, RateLimit
@@ -107,14 +118,19 @@ class Connection:
         self.passive = True
         self.state = State.LISTEN
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes, urgent: bool = False) -> int:
         """Queue ``data``; return how many bytes fit in the send buffer (a ``SendSpace`` event follows a short
-        count once room frees up)."""
+        count once room frees up). ``urgent`` marks the bytes taken as urgent data (RFC 9293 §3.8.5; SHLD-13
+        says new applications should not use it)."""
         if self.state not in CAN_SEND or self.tx.fin_queued or self._fin_requested:
             if self.state in (State.CLOSED, State.LISTEN):
                 raise LocalProtocolError("send() on a connection that is not open: connect first")
             raise LocalProtocolError("send() after shutdown_write() or close(): the connection is closing")
         taken = self.tx.queue(data)
+        if urgent and taken:
+            # RFC 9293 (MUST-62): "The urgent pointer MUST point to the sequence number of the octet following
+            # the urgent data."
+            self.tx.snd_up = self.tx.data_end
         if taken < len(data):
             self._send_blocked = True
         if taken:
@@ -246,6 +262,10 @@ class Connection:
             self._emit(SoftError(error.description))
         self._changed()
         return True
+
+    def urgent_remaining(self) -> int:
+        """RFC 9293 (MUST-33): how many bytes of the peer's urgent data the application has not yet taken."""
+        return max(self.rx.rcv_up - self.rx.taken, 0)
 
     def info(self) -> TcpInfo:
         """Statistics for operators, like Linux's TCP_INFO."""
@@ -411,9 +431,15 @@ class Connection:
             flags = ACK | PSH  # RFC 9293 §3.9.1 (MUST-60, MUST-61): PSH on the last of what was queued
         if fin:
             flags |= FIN
-        return self._segment(tx.seq_at(start), flags, now, payload)
+        urgent = 0
+        if tx.snd_up > start:
+            # RFC 9293 §3.8.5: every segment before the end of the urgent data says where it ends; a pointer
+            # beyond 16 bits is capped and later segments point closer (MUST-31).
+            flags |= URG
+            urgent = min(tx.snd_up - start, 0xFFFF)
+        return self._segment(tx.seq_at(start), flags, now, payload, urgent)
 
-    def _segment(self, seq: int, flags: int, now: float, payload: bytes = b"") -> TcpSegment:
+    def _segment(self, seq: int, flags: int, now: float, payload: bytes = b"", urgent: int = 0) -> TcpSegment:
         """A synchronized-state segment: it carries ACK, our window, and the agreed options."""
         rx = self.rx
         options = NO_OPTIONS
@@ -424,7 +450,9 @@ class Connection:
                 options = TcpOptions(timestamps=timestamps, sack_blocks=sack)
         rx.on_ack_sent()
         self.last_ack_sent = rx.rcv_nxt
-        return TcpSegment(self.local_port, self.remote_port, seq, rx.rcv_nxt, flags, rx.advertise(), payload, options)
+        return TcpSegment(
+            self.local_port, self.remote_port, seq, rx.rcv_nxt, flags, rx.advertise(), payload, options, urgent
+        )
 
     def _queue_control(self, seq: int, flags: int, ack: int = 0) -> None:
         self._control.append(TcpSegment(self.local_port, self.remote_port, seq, ack, flags, 0))
@@ -467,8 +495,21 @@ class Connection:
             return
         if not self._check_ack(seg, now):
             return
+        if flags & URG and self.state in CAN_RECEIVE:
+            self._receive_urgent(seg)
         if seg.payload or flags & FIN:
             self._receive_text(seg.seq, seg.payload, bool(flags & FIN), now)
+
+    def _receive_urgent(self, seg: TcpSegment) -> None:
+        """RFC 9293 §3.10.7.4 sixth: "If the URG bit is set, RCV.UP <- max(RCV.UP,SEG.UP), and signal the user
+        that the remote side has urgent data if the urgent pointer (RCV.UP) is in advance of the data
+        consumed" (MUST-30..32; any length, MUST-31: the pointer may lie beyond this segment)."""
+        rx = self.rx
+        end = rx.rcv_offset + seq_sub(seq_add(seg.seq, seg.urgent), rx.rcv_nxt)
+        if end > rx.rcv_up and end > rx.taken:
+            rx.rcv_up = end
+            self._events.appendleft(UrgentData(end))
+            self._changed()
 
     def _receive_in_listen(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.2."""

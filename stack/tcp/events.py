@@ -41,6 +41,16 @@ class Reset:
 
 
 @dataclass(frozen=True, slots=True)
+class UrgentData:
+    """RFC 9293 §3.8.5 (MUST-32): the peer marked urgent data that ends at stream offset ``end`` (counted in
+    bytes from the start of the stream). The bytes arrive inline, in order; ``Connection.urgent_remaining``
+    says how many are still unread (MUST-33). Queued ahead of data, so it arrives even while reading is
+    paused."""
+
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class SoftError:
     """RFC 9293 §3.9.1.8 (MUST-47): an ICMP soft error about this connection; it goes on."""
 
@@ -54,4 +64,4 @@ class Closed:
     reason: CloseReason
 
 
-Event = Established | DataReceived | SendSpace | PeerClosed | Reset | SoftError | Closed
+Event = Established | DataReceived | SendSpace | PeerClosed | Reset | UrgentData | SoftError | Closed

@@ -27,9 +27,11 @@ class Receiver:
         "rcv_adv",
         "rcv_nxt",
         "rcv_offset",
+        "rcv_up",
         "recent_blocks",
         "sack_ok",
         "segments_unacked",
+        "taken",
         "wscale",
     )
 
@@ -38,6 +40,8 @@ class Receiver:
         self.rcv_nxt = 0
         self.rcv_adv = 0  # right edge of the window last advertised: RCV.NXT + RCV.WND as the peer saw it
         self.rcv_offset = 0  # stream offset of rcv_nxt (bytes of data received in order; never wraps)
+        self.rcv_up = 0  # RCV.UP as a stream offset: where the peer's urgent data ends
+        self.taken = 0  # bytes the application has taken
         self.buf = bytearray()
         self.buffer_size = config.receive_buffer
         self.mss = config.mss
@@ -215,6 +219,7 @@ class Receiver:
         """Hand all buffered in-order bytes to the application."""
         data = bytes(self.buf)
         self.buf.clear()
+        self.taken += len(data)
         return data
 
     def discard(self) -> None:

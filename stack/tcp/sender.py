@@ -58,6 +58,7 @@ class Sender:
         "sack_ok",
         "snd_nxt",
         "snd_una",
+        "snd_up",
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
@@ -91,6 +92,7 @@ class Sender:
         self.buf_off = 0
         self.buffer_size = config.send_buffer
         self.fin_queued = False
+        self.snd_up = 0  # SND.UP as an offset: just past the last urgent byte queued (RFC 9293 MUST-62)
         self.nodelay = config.nodelay
         self.eff_mss = send_mss
         self.cc: CongestionControl = make_congestion_control(
