@@ -6,6 +6,7 @@ in the past; no exception escapes. Once the link heals and both applications clo
 CLOSED or TIME-WAIT with every byte delivered (unless someone aborted).
 """
 
+import dataclasses
 import random
 
 from hypothesis import event
@@ -23,6 +24,17 @@ from stack.testing import LinkFaults, Network
 ADDRS = {4: ("10.0.0.1", "10.0.0.2"), 6: ("fd00::1", "fd00::2")}
 PORT = 8080
 CONFIG = TcpConfig(send_buffer=32 * 1024, receive_buffer=16 * 1024)
+# Each side offers its own mix of the extensions, algorithm and Nagle, so every negotiation outcome is exercised.
+configs = st.builds(
+    dataclasses.replace,
+    st.just(CONFIG),
+    window_scaling=st.booleans(),
+    timestamps=st.booleans(),
+    sack=st.booleans(),
+    nodelay=st.booleans(),
+    congestion_control=st.sampled_from(["cubic", "reno"]),
+    receive_buffer=st.sampled_from([4 * 1460, 16 * 1024, 256 * 1024]),
+)
 
 faults = st.builds(
     LinkFaults,
@@ -43,13 +55,14 @@ class TwoHosts(RuleBasedStateMachine):
         back=faults,
         may_abort=st.sampled_from([False, False, False, True]),
         backlog=st.tuples(*[st.sampled_from([0, 1, 3000, 100_000, 600_000])] * 2),
+        configs=st.tuples(*[configs] * 2),
     )
-    def start(self, seed, family, there, back, may_abort, backlog):
+    def start(self, seed, family, there, back, may_abort, backlog, configs):
         client_addr, server_addr = ADDRS[family]
         self.rng = random.Random(seed)
         self.net = Network(seed)
-        self.client = Host([client_addr], secret=b"client-secret-16", config=CONFIG)
-        self.server = Host([server_addr], secret=b"server-secret-16", config=CONFIG)
+        self.client = Host([client_addr], secret=b"client-secret-16", config=configs[0])
+        self.server = Host([server_addr], secret=b"server-secret-16", config=configs[1])
         self.server.listen(PORT)
         self.conns: dict[str, Connection | None] = {"client": None, "server": None}
         self.sent = {"client": bytearray(), "server": bytearray()}  # by sender
