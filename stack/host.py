@@ -335,9 +335,9 @@ class Host:
         for conn in dirty:
             segments = conn.segments_to_send(now)
             if segments:
-                local, remote = conn.local_addr, conn.remote_addr
+                local, remote, tos = conn.local_addr, conn.remote_addr, conn.config.dscp << 2
                 for seg in segments:
-                    out.append(build_tcp_packet(seg, local, remote, ttl=ttl))
+                    out.append(build_tcp_packet(seg, local, remote, ttl=ttl, tos=tos))
             if conn.state is State.CLOSED:
                 self._forget(conn)
             else:

@@ -59,6 +59,8 @@ class TcpConfig:
     user_timeout: float | None = None
     # RFC 5961 §7: challenge ACKs per connection per second (Linux allows 1000 per second per namespace).
     challenge_acks_per_second: int = 100
+    # RFC 9293 §3.9.1.9 (MUST-48): the Differentiated Services code point for this connection's segments.
+    dscp: int = 0
 
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:
@@ -80,6 +82,8 @@ class TcpConfig:
             )
         if self.user_timeout is not None and self.user_timeout <= 0:
             raise ValueError(f"user_timeout={self.user_timeout} must be positive (seconds) or None")
+        if not 0 <= self.dscp <= 63:
+            raise ValueError(f"dscp={self.dscp} is out of range: use 0-63 (RFC 2474), e.g. 46 for EF")
         if self.challenge_acks_per_second < 1:
             raise ValueError("challenge_acks_per_second must be at least 1")
         if self.initial_window_segments < 1:

@@ -343,12 +343,12 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     return header + raw_options + seg.payload
 
 
-def build_tcp_packet(seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64) -> bytes:
+def build_tcp_packet(seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64, tos: int = 0) -> bytes:
     """IP header and TCP segment, by address family: the builder the host calls for every segment it sends.
 
     IPv4 goes with Don't Fragment set (RFC 1191 path MTU discovery) and Identification 0, which RFC 6864 §4.1
     allows for such atomic datagrams: "Originating sources MAY set the IPv4 ID field of atomic datagrams to
-    any value."
+    any value." ``tos`` is the IPv4 TOS / IPv6 Traffic Class byte (DSCP << 2, RFC 2474).
     """
     addresses = int.from_bytes(src + dst, "big")
     raw_options, offset_flags, tcp_length, checksum = _encode(seg, addresses)
@@ -357,10 +357,10 @@ def build_tcp_packet(seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64) 
             total_length = 20 + tcp_length
             if total_length > 0xFFFF:
                 raise ValueError(f"IPv4 datagram of {total_length} bytes exceeds 65535")
-            residue = (0x4500 + total_length + _DF + (ttl << 8) + PROTO_TCP + addresses) % 0xFFFF
+            residue = (0x4500 + tos + total_length + _DF + (ttl << 8) + PROTO_TCP + addresses) % 0xFFFF
             header = _IPV4_TCP.pack(
                 0x45,
-                0,
+                tos,
                 total_length,
                 0,
                 _DF,
@@ -382,7 +382,7 @@ def build_tcp_packet(seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64) 
             if tcp_length > 0xFFFF:
                 raise ValueError(f"TCP segment of {tcp_length} bytes needs a jumbogram, which we do not send")
             header = _IPV6_TCP.pack(
-                0x60000000,
+                0x60000000 | tos << 20,
                 tcp_length,
                 PROTO_TCP,
                 ttl,

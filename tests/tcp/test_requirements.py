@@ -247,3 +247,17 @@ def test_must_65_only_syns_carry_an_mss_option(data):
     for s in conn.segments_to_send(0.0):
         assert not s.flags & SYN
         assert s.options == TcpOptions()
+
+
+# --- MUST-48: the application sets the DSCP of a connection's segments --------------------------------------------
+
+
+def test_must_48_dscp_is_carried_in_every_segment_of_the_connection():
+    h = Host(["10.0.0.2", "fd00::2"], secret=b"s" * 16)
+    h.connect("10.0.0.1", 80, 0.0, config=dataclasses.replace(CONFIG, dscp=46))
+    h.connect("fd00::1", 80, 0.0, config=dataclasses.replace(CONFIG, dscp=10))
+    v4, v6 = sorted(h.packets_to_send(0.0), key=len)
+    assert v4[1] >> 2 == 46  # IPv4 TOS byte
+    assert (int.from_bytes(v6[:4], "big") >> 20) & 0xFF == 10 << 2  # IPv6 Traffic Class
+    with pytest.raises(ValueError, match="dscp=64 is out of range"):
+        dataclasses.replace(CONFIG, dscp=64)
