@@ -577,7 +577,9 @@ class Connection:
         if ts is None or seg.flags & RST or not seq_lt(ts[0], self.ts_recent):
             return True
         if now - self.ts_recent_at > PAWS_IDLE:
-            return True  # TS.Recent is too old to judge by (RFC 7323 §5.5)
+            # RFC 7323 §5.5: TS.Recent is invalid after 24 days idle; this segment's timestamp takes its place.
+            self.ts_recent, self.ts_recent_at = ts[0], now
+            return True
         self.paws_drops += 1
         self.rx.ack_now = True
         return False
@@ -602,6 +604,10 @@ class Connection:
         # "If an incoming segment is not acceptable, an acknowledgment should be sent in reply (unless the RST
         # bit is set, if so drop the segment and return)".
         if not seg.flags & RST:
+            if seg.payload and rx.sack_ok and seq_sub(seq_add(seg.seq, seg_len), rx.rcv_nxt) <= 0:
+                # RFC 2883 §4 (example 1): a wholly duplicate segment is reported in a D-SACK block.
+                end = rx.rcv_offset + seq_sub(seq_add(seg.seq, len(seg.payload)), rx.rcv_nxt)
+                rx.dsack = (end - len(seg.payload), end)
             if self.state is State.SYN_RECEIVED and seg.flags & SYN and seg.seq == rx.irs:
                 self.tx.syn_due = True  # the peer lost our SYN,ACK: send it again, as Linux does
             else:

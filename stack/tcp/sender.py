@@ -242,11 +242,12 @@ class Sender:
         self._detect_losses(acked, now)
         if self.state is not OPEN and self.una_off >= self.recovery_point:
             self._exit_recovery(now)
-        data_delivered = freed + board.sacked_bytes - sacked_before
         if self.state is RECOVERY:
             self._prr(delivered_bytes)
-        elif data_delivered > 0:
-            self.cc.on_ack(data_delivered, flight_before, now, sample, self.snd_una, self.snd_nxt)
+        elif freed > 0:
+            # RFC 5681 §3.1: cwnd grows on ACKs of new data in order, not on SACKs, which would let limited
+            # transmit change cwnd (RFC 3042 §2: it "MUST NOT be changed"); Linux's tcp_may_raise_cwnd agrees.
+            self.cc.on_ack(freed, flight_before, now, sample, self.snd_una, self.snd_nxt)
         if acked > 0:
             # RFC 6298 (5.2), (5.3): off when all is acknowledged, else restart on new data acknowledged.
             self.retransmit_at = None if self.outstanding == 0 else now + self.rtt.rto
