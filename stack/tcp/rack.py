@@ -13,12 +13,14 @@ REO_WND_PERSIST = 16  # rounds a widened reordering window persists after the la
 # RFC 8985 §7.2: "WCDelAckT ... worst-case delayed ACK timer ... RECOMMENDED 200 ms".
 WORST_CASE_DELAYED_ACK = 0.2
 DUP_THRESH = 3  # RFC 6675 §2
+TIMESTAMP_GRANULARITY = 0.001  # our TSval clock ticks every millisecond
 
 
 class Rack:
     __slots__ = (
         "dsack_round_end",
         "end",
+        "fack",
         "min_rtt",
         "reo_wnd_mult",
         "reo_wnd_persist",
@@ -30,6 +32,7 @@ class Rack:
     def __init__(self) -> None:
         self.xmit_time = -1.0  # RACK.xmit_ts: send time of the most recently sent segment delivered
         self.end = -1  # RACK.end_seq (a stream offset)
+        self.fack = -1  # RACK.fack: the highest end delivered so far
         self.rtt = 0.0  # RACK.rtt: the RTT measured by that delivery
         self.min_rtt: float | None = None
         self.reordering_seen = False
@@ -40,19 +43,23 @@ class Rack:
     def on_delivered(self, record: Sent, now: float, ts_rtt: float | None) -> None:
         """RFC 8985 §6.2 step 2 (RACK_update) for one newly delivered segment."""
         rtt = now - record.xmit_time
+        # RFC 8985 §6.2 step 1: "If the segment ... has not been retransmitted and its end is below RACK.fack,
+        # the network reordered it".
+        if not record.retransmitted and record.end < self.fack:
+            self.reordering_seen = True
+        if record.end > self.fack:
+            self.fack = record.end
         if record.retransmitted:
-            # "If the segment has been retransmitted ... and RACK.rtt < RACK.min_RTT" the ACK may be for the
-            # original: ignore it (with timestamps the echo tells, lacking them we use min_RTT as RFC 8985 does).
-            if ts_rtt is not None and ts_rtt < rtt - 1e-9:
-                return
-            if self.min_rtt is not None and rtt < self.min_rtt:
+            # RFC 8985 §6.2 step 2: an ACK for a retransmitted segment may be for the original. With timestamps
+            # the echo tells: one older than the retransmission (the echo's RTT longer than this one, beyond the
+            # 1 ms clock's truncation) is for the original. Without, an RTT below min_RTT is too short to be real.
+            if ts_rtt is not None:
+                if ts_rtt > rtt + TIMESTAMP_GRANULARITY:
+                    return
+            elif self.min_rtt is not None and rtt < self.min_rtt:
                 return
         if self.min_rtt is None or rtt < self.min_rtt:
             self.min_rtt = rtt
-        # RFC 8985 §6.2 step 1: a delivery of a segment sent before the newest delivered one, not retransmitted,
-        # means the network reordered.
-        if not record.retransmitted and self.end > record.end and record.xmit_time < self.xmit_time:
-            self.reordering_seen = True
         if record.xmit_time > self.xmit_time or (record.xmit_time == self.xmit_time and record.end > self.end):
             self.xmit_time = record.xmit_time
             self.end = record.end
@@ -91,7 +98,7 @@ class Rack:
             if record.xmit_time > self.xmit_time:
                 break  # sent after the newest delivered segment: not evidence of anything yet
             if record.xmit_time == self.xmit_time and record.end >= self.end:
-                break
+                continue  # sent in the same instant, after it in sequence: not before it (RFC 8985 tie-break)
             remaining = record.xmit_time + self.rtt + reo_wnd - now
             if remaining <= 0:
                 if board.mark_lost(record):

@@ -15,7 +15,7 @@ from collections import deque
 
 
 class Sent:
-    __slots__ = ("end", "fin", "lost", "retransmitted", "sacked", "start", "xmit_number", "xmit_time")
+    __slots__ = ("acked", "end", "fin", "lost", "retransmitted", "sacked", "start", "xmit_number", "xmit_time")
 
     def __init__(self, start: int, end: int, fin: bool, now: float, number: int) -> None:
         self.start = start
@@ -26,6 +26,7 @@ class Sent:
         self.retransmitted = False
         self.sacked = False
         self.lost = False
+        self.acked = False  # cumulatively acknowledged: gone from the scoreboard
 
     def __repr__(self) -> str:
         marks = "S" * self.sacked + "L" * self.lost + "R" * self.retransmitted
@@ -70,6 +71,8 @@ class Scoreboard:
         return record
 
     def retransmitted(self, record: Sent, now: float) -> None:
+        if record.acked:
+            return
         if record.lost:
             record.lost = False
             self.lost_bytes -= record.end - record.start
@@ -88,6 +91,7 @@ class Scoreboard:
         i = self._head
         while i < len(records) and records[i].end <= offset:
             record = records[i]
+            record.acked = True
             record.xmit_number = 0  # its entries in the transmission order go stale
             if record.sacked:
                 self.sacked_bytes -= record.end - record.start
@@ -128,7 +132,7 @@ class Scoreboard:
         return marked
 
     def mark_lost(self, record: Sent) -> bool:
-        if record.lost or record.sacked:
+        if record.lost or record.sacked or record.acked:
             return False
         record.lost = True
         self.lost_bytes += record.end - record.start

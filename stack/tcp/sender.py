@@ -234,6 +234,10 @@ class Sender:
         elif not self.sack_ok:
             self._count_duplicate(acked, duplicate)
         rack = self.rack
+        if len(delivered) > 1:
+            # One ACK may deliver several SACK blocks, most recent first: take them in sequence order, so that
+            # RACK does not mistake the order of the blocks for reordering in the network.
+            delivered.sort(key=lambda r: r.end)
         for record in delivered:
             rack.on_delivered(record, now, ts_rtt)
         delivered_bytes = acked + board.sacked_bytes - sacked_before
