@@ -75,6 +75,7 @@ class Sender:
         "tlp_probes",
         "tlp_retransmitted",
         "una_off",
+        "window_probes",
     )
 
     def __init__(self, iss: int, config: TcpConfig, send_mss: int) -> None:
@@ -125,6 +126,7 @@ class Sender:
         self.tlp_probes = 0
         self.dsacks = 0
         self.rto_count = 0
+        self.window_probes = 0
         self.recoveries = 0
         self.bytes_sent = 0  # sequence space sent, retransmissions included (Linux tcpi_bytes_sent)
         self.bytes_retransmitted = 0
@@ -517,5 +519,6 @@ class Sender:
 
     def on_persist_timeout(self) -> None:
         self.persist_at = None
+        self.window_probes += 1
         if self.persist_backoff < 16:
             self.persist_backoff += 1

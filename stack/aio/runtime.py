@@ -1,0 +1,128 @@
+"""One Host on one device under the running event loop: the only place the stack meets asyncio.
+
+Reading drains the device per wake-up up to a bound, then yields to the loop; every batch of input, every timer
+and every application call ends in one flush (output written, timer re-armed), scheduled once per loop turn so
+the application never flushes and ACKs for a whole batch go out together (RFC 9293 MUST-58, MUST-59).
+"""
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from ..host import Host
+from ..tcp.connection import Connection
+from ..tcp.events import Established
+
+_log = structlog.get_logger("stack.aio")
+
+READ_BATCH = 64  # packets per read before yielding to the loop
+
+
+class Runtime:
+    def __init__(self, host: Host, device, loop: asyncio.AbstractEventLoop) -> None:
+        self.host = host
+        self.device = device
+        self.loop = loop
+        self.transports: dict[Connection, object] = {}  # connection -> the transport that owns its events
+        self.accept: Callable[[Connection], object | None] | None = None  # new passive connection -> transport
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flush_scheduled = False
+        self._closed = False
+        fd = device.fileno()
+        if fd is not None:
+            loop.add_reader(fd, self._on_readable)
+        else:
+            device.on_readable = lambda: loop.call_soon(self._on_readable)
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- input ----------------------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        if self._closed:
+            return
+        packets = self.device.read_batch(READ_BATCH)
+        if not packets:
+            return
+        now = self.loop.time()
+        receive = self.host.receive_packet
+        for packet in packets:
+            receive(packet, now)
+        if len(packets) == READ_BATCH:
+            self.loop.call_soon(self._on_readable)  # more may be waiting: yield, then drain again
+        self._dispatch()
+        self._flush()
+
+    def inject(self, packet: bytes) -> None:
+        """Process one packet as if read from the device (the anycast node uses this for forwarded segments)."""
+        self.host.receive_packet(packet, self.loop.time())
+        self._dispatch()
+        self.schedule_flush()
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        if self._closed:
+            return
+        self.host.handle_timer(self.loop.time())
+        self._dispatch()
+        self._flush()
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        host, transports = self.host, self.transports
+        while (item := host.next_event()) is not None:
+            conn, event = item
+            transport = transports.get(conn)
+            if transport is None:
+                if isinstance(event, Established) and conn.passive and self.accept is not None:
+                    transport = self.accept(conn)
+                if transport is None:
+                    continue  # nobody wants it any more (closed by the application, or its server is gone)
+            transport.handle_event(event)
+
+    def forget(self, conn: Connection) -> None:
+        self.transports.pop(conn, None)
+
+    # -- output ---------------------------------------------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self._closed:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def flush(self) -> None:
+        """Write what is due now and re-arm the timer (normally scheduled, see ``schedule_flush``)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        # Application callbacks run by _dispatch may have queued more; loop until quiet (bounded by the host).
+        self._dispatch()
+        packets = self.host.packets_to_send(self.loop.time())
+        if packets:
+            self.device.write_batch(packets)
+        self._dispatch()
+        deadline = self.host.get_timer()
+        if deadline != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        fd = self.device.fileno()
+        if fd is not None:
+            self.loop.remove_reader(fd)
+        else:
+            self.device.on_readable = None

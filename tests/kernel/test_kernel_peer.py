@@ -1,0 +1,255 @@
+"""The Linux kernel's TCP as our peer: our stack on a TUN device in a network namespace, the kernel's sockets in
+the same namespace reaching it through the device. Both address families, both directions, the kernel's
+extensions switched off one at a time.
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stack import Stack
+from tests.conftest import require
+
+PEER = str(Path(__file__).with_name("peer.py"))
+FAMILIES = {4: ("10.71.0.2/24", "10.71.0.1"), 6: ("fd71::2/64", "fd71::1")}
+BIG = 64_000_000
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@pytest.fixture
+def netns():
+    require(os.geteuid() == 0 and os.path.exists("/dev/net/tun"), "needs root and /dev/net/tun")
+    from tunnel.netns import NetNamespace
+
+    ns = NetNamespace.create()
+    try:
+        yield ns
+    finally:
+        ns.close()
+
+
+def run(coro, timeout=300):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def peer(ns, *args) -> dict:
+    """Run the kernel peer inside the namespace to completion; its last JSON line."""
+    proc = ns.popen([sys.executable, PEER, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.get_running_loop().run_in_executor(None, proc.communicate)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, f"peer printed nothing; stderr: {err.decode()[-2000:]}"
+    return lines[-1]
+
+
+async def start_peer(ns, *args) -> asyncio.Future:
+    """Start a serving kernel peer; wait until it listens; return a future of its final report."""
+    proc = ns.popen([sys.executable, PEER, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    loop = asyncio.get_running_loop()
+    first = await loop.run_in_executor(None, proc.stdout.readline)
+    assert b"listening" in first, first + proc.stderr.read()
+    return loop.run_in_executor(None, lambda: json.loads(proc.communicate()[0].decode().splitlines()[-1]))
+
+
+async def open_stack(ns, family: int) -> Stack:
+    ours, _ = FAMILIES[family]
+    return await Stack.open_tun("atcp" + ns.name[-8:], [ours], netns=ns)
+
+
+async def sink(reader, writer):
+    """Our server: hash everything to EOF, answer with the digest, close."""
+    digest = hashlib.sha256()
+    while chunk := await reader.read(1 << 20):
+        digest.update(chunk)
+    writer.write(digest.hexdigest().encode())
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("family", [4, 6])
+def test_kernel_client_uploads_to_our_server_byte_exact(netns, family):
+    async def main():
+        async with await open_stack(netns, family) as stack:
+            await stack.start_server(sink, None, 5001)
+            result = await peer(netns, "connect-send", FAMILIES[family][0].split("/")[0], 5001, BIG, 1)
+        return result
+
+    result = run(main())
+    assert result["error"] is None and result["sent"] == BIG
+    assert result["head"] == hashlib.sha256(payload(BIG, 1)).hexdigest()  # our server's digest of what it got
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("family", [4, 6])
+def test_our_client_downloads_from_a_kernel_server_byte_exact(netns, family):
+    async def main():
+        async with await open_stack(netns, family) as stack:
+            done = await start_peer(netns, "serve", 5002, "source", BIG, 2)
+            reader, writer = await stack.open_connection(FAMILIES[family][1], 5002)
+            digest, total = hashlib.sha256(), 0
+            while chunk := await reader.read(1 << 20):
+                digest.update(chunk)
+                total += len(chunk)
+            writer.close()
+            report = await done
+        assert report["error"] is None and report["sent"] == BIG
+        assert total == BIG
+        assert digest.digest() == hashlib.sha256(payload(BIG, 2)).digest()
+
+    run(main())
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("family", [4, 6])
+def test_both_directions_at_once_byte_exact(netns, family):
+    async def duplex(reader, writer):
+        async def upload_back():
+            writer.write(payload(BIG, 4))
+            await writer.drain()
+            writer.write_eof()
+
+        sending = asyncio.ensure_future(upload_back())
+        digest = hashlib.sha256()
+        while chunk := await reader.read(1 << 20):
+            digest.update(chunk)
+        received.append(digest.hexdigest())
+        await sending
+        writer.close()
+
+    received = []
+
+    async def main():
+        async with await open_stack(netns, family) as stack:
+            await stack.start_server(duplex, None, 5003)
+            return await peer(netns, "connect-duplex", FAMILIES[family][0].split("/")[0], 5003, BIG, 3)
+
+    result = run(main())
+    assert result["error"] is None
+    assert received == [hashlib.sha256(payload(BIG, 3)).hexdigest()]
+    assert result["received"] == BIG and result["sha256"] == hashlib.sha256(payload(BIG, 4)).hexdigest()
+
+
+@pytest.mark.root
+def test_our_half_close_lets_the_kernel_answer(netns):
+    async def main():
+        async with await open_stack(netns, 4) as stack:
+            done = await start_peer(netns, "serve", 5004, "sink")
+            reader, writer = await stack.open_connection("10.71.0.1", 5004)
+            data = payload(8_000_000, 5)
+            writer.write(data)
+            writer.write_eof()
+            reply = await reader.read()
+            await done
+            return reply, data
+
+    reply, data = run(main())
+    assert reply.decode() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.root
+def test_our_abort_resets_the_kernel_side(netns):
+    async def abort_at_once(reader, writer):
+        await reader.readexactly(5)
+        writer.transport.abort()
+
+    async def main():
+        async with await open_stack(netns, 4) as stack:
+            await stack.start_server(abort_at_once, None, 5005)
+            return await peer(netns, "connect-expect-reset", "10.71.0.2", 5005)
+
+    assert run(main())["error"] is None
+
+
+@pytest.mark.root
+def test_kernel_reset_reaches_our_reader_as_connection_reset(netns):
+    outcome = []
+
+    async def wait_for_reset(reader, writer):
+        try:
+            await reader.readexactly(5)
+            await reader.read()
+            outcome.append("eof")
+        except ConnectionResetError:
+            outcome.append("reset")
+
+    async def main():
+        async with await open_stack(netns, 4) as stack:
+            await stack.start_server(wait_for_reset, None, 5006)
+            await peer(netns, "connect-reset", "10.71.0.2", 5006)
+            for _ in range(100):
+                if outcome:
+                    break
+                await asyncio.sleep(0.02)
+
+    run(main())
+    assert outcome == ["reset"]
+
+
+@pytest.mark.root
+def test_a_thousand_concurrent_kernel_connections_exchange_data(netns):
+    async def echo(reader, writer):
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        async with await open_stack(netns, 4) as stack:
+            await stack.start_server(echo, None, 5007, backlog=1024)
+            return await peer(netns, "connect-many", "10.71.0.2", 5007, 1000, 2000)
+
+    result = run(main())
+    assert result["error"] is None
+    assert result["received"] == 1000 * 2000
+
+
+@pytest.mark.root
+def test_kernel_receiver_that_stops_reading_closes_our_window_then_everything_arrives(netns):
+    async def main():
+        async with await open_stack(netns, 4) as stack:
+            done = await start_peer(netns, "serve", 5008, "slow-sink")
+            reader, writer = await stack.open_connection("10.71.0.1", 5008)
+            data = payload(16_000_000, 8)
+            writer.write(data)
+            writer.write_eof()
+            reply = await reader.read()
+            await done
+            return reply, data, writer.transport.connection.tx.window_probes
+
+    reply, data, probes = run(main())
+    assert reply.decode() == hashlib.sha256(data).hexdigest()
+    assert probes > 0  # the kernel's window really closed and we probed it
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sysctl", ["net.ipv4.tcp_sack", "net.ipv4.tcp_timestamps", "net.ipv4.tcp_window_scaling"])
+def test_kernel_peer_without_an_extension(netns, sysctl):
+    netns.run(["sysctl", "-qw", f"{sysctl}=0"], check=True)
+
+    async def main():
+        async with await open_stack(netns, 4) as stack:
+            done = await start_peer(netns, "serve", 5009, "source", 16_000_000, 9)
+            reader, writer = await stack.open_connection("10.71.0.1", 5009)
+            digest, total = hashlib.sha256(), 0
+            while chunk := await reader.read(1 << 20):
+                digest.update(chunk)
+                total += len(chunk)
+            info = writer.get_extra_info("tcp_info")
+            await done
+            return digest.digest(), total, info
+
+    digest, total, info = run(main())
+    assert total == 16_000_000 and digest == hashlib.sha256(payload(16_000_000, 9)).digest()
+    negotiated = {"net.ipv4.tcp_sack": info.sack, "net.ipv4.tcp_timestamps": info.timestamps}
+    negotiated["net.ipv4.tcp_window_scaling"] = info.snd_wscale != 0
+    assert negotiated[sysctl] is False
