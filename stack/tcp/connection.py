@@ -444,7 +444,7 @@ class Connection:
         rx = self.rx
         options = NO_OPTIONS
         if self.ts_ok or rx.sack_ok:
-            sack = rx.sack_blocks(3 if self.ts_ok else 4) if rx.sack_ok else ()
+            sack = rx.sack_blocks(3 if self.ts_ok else 4) if rx.sack_ok and (rx.dsack or rx.ooo.bytes_held) else ()
             if self.ts_ok or sack:
                 timestamps = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
                 options = TcpOptions(timestamps=timestamps, sack_blocks=sack)

@@ -212,6 +212,8 @@ class Sender:
         """Take an ACK at or beyond SND.UNA (and not beyond SND.NXT). ``duplicate`` says the segment qualifies
         as a duplicate ACK (RFC 5681 §2: no data, no SYN/FIN, same window). Returns the data bytes freed."""
         acked = seq_sub(ack, self.snd_una)
+        if not acked and self.snd_nxt == self.snd_una and self.una_off >= 0:
+            return 0  # nothing in flight: an ACK that only carries data or a window has nothing for us here
         board = self.board
         sacked_before = board.sacked_bytes
         flight_before = self.outstanding

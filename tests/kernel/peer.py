@@ -57,11 +57,14 @@ def main(argv: list[str]) -> None:
     try:
         if mode == "connect-send":
             host, port, size, seed = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+            data = payload(size, seed)
             with connect(host, port) as sock:
-                sock.sendall(payload(size, seed))
+                started = time.perf_counter()
+                sock.sendall(data)
                 sock.shutdown(socket.SHUT_WR)
                 received, digest, head = read_all(sock)
-            report(sent=size, received=received, sha256=digest, head=head)
+                seconds = time.perf_counter() - started
+            report(sent=size, received=received, sha256=digest, head=head, seconds=seconds)
         elif mode == "connect-recv":
             with connect(argv[1], int(argv[2])) as sock:
                 received, digest, _ = read_all(sock)
@@ -95,7 +98,9 @@ def main(argv: list[str]) -> None:
             report(sent=5)
         elif mode == "connect-many":
             host, port, count, size = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
-            report(**asyncio.run(many(host, port, count, size)))
+            started = time.perf_counter()
+            result = asyncio.run(many(host, port, count, size))
+            report(**result, seconds=time.perf_counter() - started)
         elif mode == "serve":
             port, kind = int(argv[1]), argv[2]
             size, seed = (int(argv[3]), int(argv[4])) if len(argv) > 4 else (0, 0)

@@ -1,0 +1,149 @@
+"""Our stack on a TUN device against the Linux kernel, with the kernel talking to itself as the yardstick.
+
+Every figure is measured in this run and printed beside the kernel doing the same work over a veth pair between
+two namespaces, as a ratio. Needs root (namespaces, TUN). The kernel side of each test is the same peer program
+the kernel-interop tests use (tests/kernel/peer.py).
+
+    python bench/bench_tun.py [--megabytes 200] [--connections 2000] [--json out.json]
+"""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stack import Stack  # noqa: E402
+from tunnel.netns import NetNamespace, veth  # noqa: E402
+
+PEER = str(ROOT / "tests" / "kernel" / "peer.py")
+OURS, KERNEL_SIDE = "10.72.0.2", "10.72.0.1"
+
+
+def peer_argv(*args) -> list[str]:
+    return [sys.executable, PEER, *map(str, args)]
+
+
+def run_peer(ns: NetNamespace, *args) -> dict:
+    proc = ns.popen(peer_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=600)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    if not lines or lines[-1].get("error"):
+        raise RuntimeError(f"kernel peer failed: {lines[-1:] or err.decode()[-500:]}")
+    return lines[-1]
+
+
+def start_server(ns: NetNamespace, *args) -> subprocess.Popen:
+    proc = ns.popen(peer_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = proc.stdout.readline()
+    if b"listening" not in line:
+        raise RuntimeError(f"kernel server did not start: {line!r} {proc.stderr.read()[-500:]!r}")
+    return proc
+
+
+# -- the kernel against itself ------------------------------------------------------------------------------
+
+
+def kernel_reference(size: int, connections: int) -> dict:
+    with NetNamespace.create() as a, NetNamespace.create() as b:
+        veth(a, b, "10.73.0.1/24", "10.73.0.2/24")
+        server = start_server(b, "serve", 6001, "sink")
+        bulk = run_peer(a, "connect-send", "10.73.0.2", 6001, size, 1)
+        server.communicate(timeout=60)
+        echo = start_server(b, "serve", 6002, "echo", 0, 0, connections)
+        many = run_peer(a, "connect-many", "10.73.0.2", 6002, connections, 100)
+        echo.communicate(timeout=60)
+    return {"bulk_mbit": size * 8 / bulk["seconds"] / 1e6, "cps": connections / many["seconds"]}
+
+
+# -- the kernel against our stack ---------------------------------------------------------------------------
+
+
+async def sink(reader, writer):
+    digest = hashlib.sha256()
+    while chunk := await reader.read(1 << 20):
+        digest.update(chunk)
+    writer.write(digest.hexdigest().encode())
+    await writer.drain()
+    writer.close()
+
+
+async def echo(reader, writer):
+    while chunk := await reader.read(65536):
+        writer.write(chunk)
+        await writer.drain()
+    writer.close()
+
+
+async def ours(ns: NetNamespace, size: int, connections: int) -> dict:
+    loop = asyncio.get_running_loop()
+    async with await Stack.open_tun("atcp" + ns.name[-8:], [f"{OURS}/24"], netns=ns) as stack:
+        # kernel -> us: the kernel sends, our server receives
+        await stack.start_server(sink, None, 6001)
+        receive = await loop.run_in_executor(None, run_peer, ns, "connect-send", OURS, 6001, size, 1)
+        # us -> kernel: our client sends to a kernel sink
+        server = await loop.run_in_executor(None, start_server, ns, "serve", 6003, "sink")
+        data = os.urandom(size)
+        reader, writer = await stack.open_connection(KERNEL_SIDE, 6003)
+        started = time.perf_counter()
+        writer.write(data)
+        writer.write_eof()
+        reply = await reader.read()
+        send_seconds = time.perf_counter() - started
+        if reply.decode() != hashlib.sha256(data).hexdigest():
+            raise RuntimeError("the kernel received something else than we sent")
+        await loop.run_in_executor(None, server.communicate)
+        # connections per second: the kernel opens them all at once against our echo server
+        await stack.start_server(echo, None, 6002, backlog=4096)
+        many = await loop.run_in_executor(None, run_peer, ns, "connect-many", OURS, 6002, connections, 100)
+    return {
+        "receive_mbit": size * 8 / receive["seconds"] / 1e6,
+        "send_mbit": size * 8 / send_seconds / 1e6,
+        "cps": connections / many["seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=200)
+    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_tun.py needs root: it creates network namespaces and a TUN device")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    size = int(args.megabytes * 1_000_000)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    kernel = kernel_reference(size, args.connections)
+    with NetNamespace.create() as ns:
+        us = runner(ours(ns, size, args.connections))
+    rows = [
+        ("single connection, kernel -> anycast-tcp", us["receive_mbit"], kernel["bulk_mbit"], "Mbit/s"),
+        ("single connection, anycast-tcp -> kernel", us["send_mbit"], kernel["bulk_mbit"], "Mbit/s"),
+        (f"connections/s ({args.connections} at once)", us["cps"], kernel["cps"], "conn/s"),
+    ]
+    print(f"{'':44} {'anycast-tcp':>12} {'Linux kernel':>13} {'ratio':>7}")
+    for name, ours_value, kernel_value, unit in rows:
+        print(f"{name:44} {ours_value:12,.0f} {kernel_value:13,.0f} {ours_value / kernel_value:7.3f}  {unit}")
+    print("(kernel reference: two namespaces over a veth pair, offloads as the kernel sets them; MTU 1500)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"ours": us, "kernel": kernel}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
