@@ -91,3 +91,9 @@ def check_mtu(mtu: object, *, ipv6: bool = False) -> int:
             f"raise the mtu to at least {MTU_MIN_IPV6} or drop the IPv6 addresses"
         )
     return mtu
+
+
+def check_probability(name: str, value: object) -> float:
+    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value!r} must be a probability between 0 and 1, like 0.05")
+    return float(value)

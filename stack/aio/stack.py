@@ -78,11 +78,15 @@ class Stack:
         netns=None,
         config: TcpConfig | None = None,
         secret: bytes | None = None,
+        faults=None,
+        seed: int | str = 0,
     ) -> "Stack":
         """Create the TUN device ``name`` and answer for ``addresses`` through it. The kernel side of the device
         takes the first other address of each subnet (10.1.0.1 for 10.1.0.2/24), so the kernel's sockets reach
         the stack through it; a /32 or /128 is routed into the device instead. ``netns`` puts the device in a
-        network namespace (``tunnel.netns.NetNamespace``)."""
+        network namespace (``tunnel.netns.NetNamespace``); ``faults`` (``tunnel.faults.Faults``) injects seeded
+        loss, duplication, reordering and corruption both ways, for tests."""
+        from tunnel.faults import FaultyDevice
         from tunnel.tun import TunDevice  # the device layer; the sans-I/O core never imports it
 
         addresses = list(addresses)
@@ -91,6 +95,8 @@ class Stack:
         device = await loop.run_in_executor(
             None, lambda: TunDevice.open(name, addresses=kernel, mtu=mtu, routes=routes, netns=netns)
         )
+        if faults is not None:
+            device = FaultyDevice(device, faults, seed)
         try:
             return cls(device, addresses, config=config, secret=secret)
         except BaseException:

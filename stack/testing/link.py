@@ -8,6 +8,9 @@ import heapq
 import random
 from dataclasses import dataclass
 
+from tunnel._checks import check_probability
+from tunnel.faults import FaultDice, Faults
+
 
 @dataclass(frozen=True, slots=True)
 class LinkFaults:
@@ -24,8 +27,7 @@ class LinkFaults:
 
     def __post_init__(self) -> None:
         for name in ("loss", "duplicate", "reorder", "corrupt"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be a probability between 0 and 1")
+            check_probability(name, getattr(self, name))
         if self.delay < 0 or self.jitter < 0 or self.reorder_delay < 0:
             raise ValueError("delay, jitter and reorder_delay must not be negative")
         if self.bandwidth is not None and self.bandwidth <= 0:
@@ -35,10 +37,7 @@ class LinkFaults:
 class FaultyLink:
     def __init__(self, faults: LinkFaults | None = None, seed: int | str = 0) -> None:
         self.faults = faults or LinkFaults()
-        self._loss = random.Random(f"{seed}:loss")
-        self._duplicate = random.Random(f"{seed}:duplicate")
-        self._reorder = random.Random(f"{seed}:reorder")
-        self._corrupt = random.Random(f"{seed}:corrupt")
+        self._dice = FaultDice(self._dice_faults(self.faults), seed)
         self._jitter = random.Random(f"{seed}:jitter")
         self._queue: list[tuple[float, int, bytes]] = []
         self._order = 0
@@ -46,14 +45,20 @@ class FaultyLink:
         self.sent = self.delivered = self.lost = self.duplicated = self.reordered = self.corrupted = 0
         self.queue_drops = 0
 
+    @staticmethod
+    def _dice_faults(faults: LinkFaults) -> Faults:
+        return Faults(faults.loss, faults.duplicate, faults.reorder, faults.corrupt)
+
     def set_faults(self, faults: LinkFaults) -> None:
         """Change the link's behaviour mid-run (heal a partition, add loss); the RNG streams continue."""
         self.faults = faults
+        self._dice.faults = self._dice_faults(faults)
 
     def send(self, packet: bytes, now: float) -> None:
         f = self.faults
         self.sent += 1
-        if self.sent in f.drop or (f.loss and self._loss.random() < f.loss):
+        dice = self._dice
+        if self.sent in f.drop or dice.lose():
             self.lost += 1
             return
         depart = now
@@ -67,19 +72,17 @@ class FaultyLink:
         arrive = depart + f.delay
         if f.jitter:
             arrive += self._jitter.random() * f.jitter
-        if f.reorder and self._reorder.random() < f.reorder:
+        if dice.reorder():
             self.reordered += 1
             arrive += f.reorder_delay
-        if f.corrupt and self._corrupt.random() < f.corrupt:
+        damaged = dice.corrupt(packet)
+        if damaged is not None:
             self.corrupted += 1
-            bit = self._corrupt.randrange(len(packet) * 8)
-            damaged = bytearray(packet)
-            damaged[bit >> 3] ^= 1 << (bit & 7)
-            packet = bytes(damaged)
+            packet = damaged
         self._push(arrive, packet)
-        if f.duplicate and self._duplicate.random() < f.duplicate:
+        if dice.duplicate():
             self.duplicated += 1
-            self._push(arrive + f.reorder_delay * self._duplicate.random(), packet)
+            self._push(arrive + f.reorder_delay * dice.duplicate_spacing(), packet)
 
     def _push(self, at: float, packet: bytes) -> None:
         self._order += 1

@@ -253,3 +253,30 @@ def test_kernel_peer_without_an_extension(netns, sysctl):
     negotiated = {"net.ipv4.tcp_sack": info.sack, "net.ipv4.tcp_timestamps": info.timestamps}
     negotiated["net.ipv4.tcp_window_scaling"] = info.snd_wscale != 0
     assert negotiated[sysctl] is False
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("rate", [0.01, 0.05])
+def test_kernel_transfers_through_loss_reordering_and_duplication_are_byte_exact(netns, rate):
+    from tunnel.faults import Faults
+
+    size = 8_000_000
+
+    async def main():
+        faults = Faults(loss=rate, duplicate=rate, reorder=rate)
+        ours, _ = FAMILIES[4]
+        async with await Stack.open_tun("atcp" + netns.name[-8:], [ours], netns=netns, faults=faults, seed=7) as s:
+            await s.start_server(sink, None, 5010)
+            upload = await peer(netns, "connect-send", "10.71.0.2", 5010, size, 10)
+            done = await start_peer(netns, "serve", 5011, "source", size, 11)
+            reader, _ = await s.open_connection("10.71.0.1", 5011)
+            downloaded = hashlib.sha256()
+            while chunk := await reader.read(1 << 20):
+                downloaded.update(chunk)
+            await done
+            return upload, downloaded.hexdigest(), s.device
+
+    upload, downloaded, device = run(main())
+    assert upload["error"] is None and upload["head"] == hashlib.sha256(payload(size, 10)).hexdigest()
+    assert downloaded == hashlib.sha256(payload(size, 11)).hexdigest()
+    assert device.lost and device.duplicated and device.reordered  # the faults really happened
