@@ -5,7 +5,6 @@ simulated faulty link on a virtual clock, and the demo prints what happened.
 """
 
 import argparse
-import hashlib
 import logging
 import random
 import sys
@@ -14,47 +13,7 @@ import time
 import structlog
 
 from stack.host import Host
-from stack.tcp.events import Closed, DataReceived, Established, PeerClosed, SendSpace
-from stack.tcp.state import State
-from stack.testing import LinkFaults, Network
-
-
-class _Endpoint:
-    def __init__(self, name: str, payload: bytes, log) -> None:
-        self.name = name
-        self.payload = payload
-        self.offset = 0
-        self.conn = None
-        self.digest = hashlib.sha256()
-        self.received = 0
-        self.closed = None
-        self.log = log
-
-    def pump(self, now: float) -> None:
-        while self.offset < len(self.payload):
-            taken = self.conn.send(self.payload[self.offset : self.offset + 65536])
-            if not taken:
-                return
-            self.offset += taken
-        if self.conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
-            self.conn.shutdown_write(now)
-            self.log(f"{self.name}: all {len(self.payload):,} bytes queued, FIN follows ({self.conn.state})")
-
-    def on_event(self, now: float, conn, event) -> None:
-        if isinstance(event, Established):
-            self.conn = conn
-            self.log(f"{self.name}: connection established")
-            self.pump(now)
-        elif isinstance(event, SendSpace):
-            self.pump(now)
-        elif isinstance(event, DataReceived):
-            self.digest.update(event.data)
-            self.received += len(event.data)
-        elif isinstance(event, PeerClosed):
-            self.log(f"{self.name}: peer finished sending after {self.received:,} bytes")
-        elif isinstance(event, Closed):
-            self.closed = event.reason
-            self.log(f"{self.name}: connection closed ({event.reason.value})")
+from stack.testing import BulkEndpoint, LinkFaults, Network
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -69,12 +28,12 @@ def demo(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"  [t={net.now:8.3f}s] {message}")
 
-    a, b = _Endpoint("client", a_data, log), _Endpoint("server", b_data, log)
+    a, b = BulkEndpoint(a_data, log, "client"), BulkEndpoint(b_data, log, "server")
     client = net.add_host(
-        "client", Host(["10.0.0.1"], secret=rng.randbytes(16)), app=lambda h, c, e: a.on_event(net.now, c, e)
+        "client", Host(["10.0.0.1"], secret=rng.randbytes(16)), app=lambda h, c, e: a.on_event(c, e, net.now)
     )
     server = net.add_host(
-        "server", Host(["10.0.0.2"], secret=rng.randbytes(16)), app=lambda h, c, e: b.on_event(net.now, c, e)
+        "server", Host(["10.0.0.2"], secret=rng.randbytes(16)), app=lambda h, c, e: b.on_event(c, e, net.now)
     )
     server.listen(9000)
     net.connect("client", "server", faults)
@@ -88,8 +47,7 @@ def demo(args: argparse.Namespace) -> int:
     steps = net.run(until=lambda: a.closed is not None and b.closed is not None, max_time=args.max_time)
     wall = time.perf_counter() - started
 
-    ok_ab = a.received == size and a.digest.digest() == hashlib.sha256(b_data).digest()
-    ok_ba = b.received == size and b.digest.digest() == hashlib.sha256(a_data).digest()
+    ok_ab, ok_ba = a.received_exactly(b_data), b.received_exactly(a_data)
     there, back = net.links[("client", "server")], net.links[("server", "client")]
     print()
     print(

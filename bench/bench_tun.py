@@ -2,7 +2,7 @@
 
 Every figure is measured in this run and printed beside the kernel doing the same work over a veth pair between
 two namespaces, as a ratio. Needs root (namespaces, TUN). The kernel side of each test is the same peer program
-the kernel-interop tests use (tests/kernel/peer.py).
+the kernel-interop tests use (tests/kernel/peer.py, tests/kernel/services.py).
 
     python bench/bench_tun.py [--megabytes 200] [--connections 2000] [--json out.json]
 """
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stack import Stack  # noqa: E402
+from tests.kernel.services import echo, sink  # noqa: E402
 from tunnel.netns import NetNamespace, veth  # noqa: E402
 
 PEER = str(ROOT / "tests" / "kernel" / "peer.py")
@@ -67,22 +68,6 @@ def kernel_reference(size: int, connections: int) -> dict:
 
 
 # -- the kernel against our stack ---------------------------------------------------------------------------
-
-
-async def sink(reader, writer):
-    digest = hashlib.sha256()
-    while chunk := await reader.read(1 << 20):
-        digest.update(chunk)
-    writer.write(digest.hexdigest().encode())
-    await writer.drain()
-    writer.close()
-
-
-async def echo(reader, writer):
-    while chunk := await reader.read(65536):
-        writer.write(chunk)
-        await writer.drain()
-    writer.close()
 
 
 async def ours(ns: NetNamespace, size: int, connections: int) -> dict:

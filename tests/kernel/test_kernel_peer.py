@@ -16,6 +16,7 @@ import pytest
 
 from stack import Stack
 from tests.conftest import require
+from tests.kernel.services import echo, sink
 
 PEER = str(Path(__file__).with_name("peer.py"))
 FAMILIES = {4: ("10.71.0.2/24", "10.71.0.1"), 6: ("fd71::2/64", "fd71::1")}
@@ -63,16 +64,6 @@ async def start_peer(ns, *args) -> asyncio.Future:
 async def open_stack(ns, family: int) -> Stack:
     ours, _ = FAMILIES[family]
     return await Stack.open_tun("atcp" + ns.name[-8:], [ours], netns=ns)
-
-
-async def sink(reader, writer):
-    """Our server: hash everything to EOF, answer with the digest, close."""
-    digest = hashlib.sha256()
-    while chunk := await reader.read(1 << 20):
-        digest.update(chunk)
-    writer.write(digest.hexdigest().encode())
-    await writer.drain()
-    writer.close()
 
 
 @pytest.mark.root
@@ -197,12 +188,6 @@ def test_kernel_reset_reaches_our_reader_as_connection_reset(netns):
 
 @pytest.mark.root
 def test_a_thousand_concurrent_kernel_connections_exchange_data(netns):
-    async def echo(reader, writer):
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
-        writer.close()
-
     async def main():
         async with await open_stack(netns, 4) as stack:
             await stack.start_server(echo, None, 5007, backlog=1024)
