@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ..seq import SEQ_MASK, seq_add, seq_le, seq_lt, seq_sub
+from ..seq import seq_add, seq_lt, seq_sub
 from ..wire import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, URG, TcpOptions, TcpSegment
 from .config import DEFAULT_SEND_MSS_V4, DEFAULT_SEND_MSS_V6, TcpConfig
 from .congestion import make_congestion_control
@@ -34,6 +34,8 @@ from .receiver import Receiver
 from .reset import reset_for
 from .sender import Sender
 from .state import CAN_RECEIVE, CAN_SEND, State
+from .timestamps import OPTION_SPACE as TIMESTAMP_OPTION_SPACE
+from .timestamps import Timestamps
 
 _log = structlog.get_logger("stack.tcp")
 
@@ -42,9 +44,6 @@ _SENDS_DATA = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, 
 _HANDSHAKE = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
 _KEEPALIVE = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _DATA = object()  # event-queue marker: "buffered data is readable here", turned into DataReceived on demand
-# RFC 7323 §5.5: "If the connection has been idle for more than 24 days, TS.Recent is invalid".
-PAWS_IDLE = 24 * 86400.0
-TIMESTAMP_OPTION_SPACE = 12  # NOP, NOP, kind, length, TSval, TSecr (RFC 7323 Appendix A layout)
 
 
 class Connection:
@@ -86,15 +85,8 @@ class Connection:
         self.on_change: Callable[[Connection], None] | None = None  # set by the Host
         self.segments_received = 0
         self.segments_sent = 0
-        # RFC 7323 timestamps: agreed in the SYN exchange; TSval is a 1 ms clock with a per-connection offset
-        # (RFC 7323 §5.4), here derived from the secret-keyed ISS.
-        self.wscale_ok = False
-        self.ts_ok = False
-        self.ts_recent = 0
-        self.ts_recent_at = 0.0
-        self.last_ack_sent = 0
-        self._ts_offset = (iss * 0x9E3779B1) & SEQ_MASK
-        self.paws_drops = 0
+        self.wscale_ok = False  # RFC 7323 §2: agreed in the SYN exchange
+        self.ts = Timestamps(iss)
         self.icmp_ignored = 0
         self.soft_error: str | None = None  # the latest ICMP soft error (RFC 9293 SHLD-25)
 
@@ -249,7 +241,7 @@ class Connection:
                 # RFC 8201 §5: no IPv6 path MTU below 1280; for IPv4 Linux's floor (ip_rt_min_pmtu, 552) keeps a
                 # forged message from shrinking segments to nothing.
                 mtu = max(error.mtu, 552 if ipv4 else 1280)
-                options = TIMESTAMP_OPTION_SPACE if self.ts_ok else 0
+                options = TIMESTAMP_OPTION_SPACE if self.ts.enabled else 0
                 tx.lower_mss(mtu - (20 if ipv4 else 40) - 20 - options)
         elif error.kind is IcmpKind.HARD and state in _HANDSHAKE:
             # RFC 5927 §5.2: hard errors abort only a connection still being set up; in synchronized states they
@@ -396,7 +388,7 @@ class Connection:
         config, rx = self.config, self.rx
         if with_ack:
             wscale = rx.wscale if self.wscale_ok else None
-            sack, ts = rx.sack_ok, self.ts_ok
+            sack, ts = rx.sack_ok, self.ts.enabled
         else:
             wscale = config.receive_window_scale if config.window_scaling else None
             sack, ts = config.sack, config.timestamps
@@ -404,18 +396,15 @@ class Connection:
             mss=config.mss,
             window_scale=wscale,
             sack_permitted=sack,
-            timestamps=(self._ts_now(now), self.ts_recent if with_ack else 0) if ts else None,
+            timestamps=(self.ts.value(now), self.ts.recent if with_ack else 0) if ts else None,
         )
         ack, flags = (rx.rcv_nxt, SYN | ACK) if with_ack else (0, SYN)
         if with_ack:
             rx.on_ack_sent()
-            self.last_ack_sent = ack
+            self.ts.last_ack_sent = ack
         return TcpSegment(
             self.local_port, self.remote_port, self.tx.iss, ack, flags, rx.advertise(syn=True), b"", options
         )
-
-    def _ts_now(self, now: float) -> int:
-        return (int(now * 1000) + self._ts_offset) & SEQ_MASK
 
     def _next_data_segment(self, now: float, force: bool = False) -> TcpSegment | None:
         tx = self.tx
@@ -443,13 +432,14 @@ class Connection:
         """A synchronized-state segment: it carries ACK, our window, and the agreed options."""
         rx = self.rx
         options = NO_OPTIONS
-        if self.ts_ok or rx.sack_ok:
-            sack = rx.sack_blocks(3 if self.ts_ok else 4) if rx.sack_ok and (rx.dsack or rx.ooo.bytes_held) else ()
-            if self.ts_ok or sack:
-                timestamps = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        ts = self.ts
+        if ts.enabled or rx.sack_ok:
+            sack = rx.sack_blocks(3 if ts.enabled else 4) if rx.sack_ok and (rx.dsack or rx.ooo.bytes_held) else ()
+            if ts.enabled or sack:
+                timestamps = ts.option(now) if ts.enabled else None
                 options = TcpOptions(timestamps=timestamps, sack_blocks=sack)
         rx.on_ack_sent()
-        self.last_ack_sent = rx.rcv_nxt
+        ts.last_ack_sent = rx.rcv_nxt
         return TcpSegment(
             self.local_port, self.remote_port, seq, rx.rcv_nxt, flags, rx.advertise(), payload, options, urgent
         )
@@ -473,17 +463,13 @@ class Connection:
             self._receive_in_syn_sent(seg, now)
             return
         flags = seg.flags
-        if self.ts_ok and not self._check_timestamps(seg, now):
+        if self.ts.enabled and self.ts.paws_rejects(seg, now):
+            self.rx.ack_now = True  # RFC 7323 §5.3 R1: acknowledge, and drop
             return
         if not self._check_sequence(seg, now):
             return
-        if self.ts_ok:
-            ts = seg.options.timestamps
-            # RFC 7323 §4.3 (2): "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then SEG.TSval is
-            # copied to TS.Recent; otherwise, it is ignored."
-            if ts is not None and seq_le(seg.seq, self.last_ack_sent) and not seq_lt(ts[0], self.ts_recent):
-                self.ts_recent = ts[0]
-                self.ts_recent_at = now
+        if self.ts.enabled:
+            self.ts.update_recent(seg, now)
         if flags & RST:
             self._check_rst(seg, now)
             return
@@ -556,7 +542,7 @@ class Connection:
         rx.start(seg.seq)
         self._negotiate(seg.options, now)
         if ack_ok:
-            tx.on_ack(seg.ack, (), now, self._timestamp_rtt(seg, now), False)
+            tx.on_ack(seg.ack, (), now, self.ts.rtt(seg, now), False)
         if seq_lt(tx.iss, tx.snd_una):
             # "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to ESTABLISHED, form an ACK
             # segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and send it."
@@ -568,21 +554,6 @@ class Connection:
         else:
             # Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>".
             self._set_state(State.SYN_RECEIVED, now)
-
-    def _check_timestamps(self, seg: TcpSegment, now: float) -> bool:
-        """RFC 7323 §5.3 R1 (PAWS): "If there is a Timestamps option in the arriving segment, SEG.TSval <
-        TS.Recent, TS.Recent is valid, and if the RST bit is not set, then treat the arriving segment as not
-        acceptable: Send an acknowledgment in reply ... and drop the segment."""
-        ts = seg.options.timestamps
-        if ts is None or seg.flags & RST or not seq_lt(ts[0], self.ts_recent):
-            return True
-        if now - self.ts_recent_at > PAWS_IDLE:
-            # RFC 7323 §5.5: TS.Recent is invalid after 24 days idle; this segment's timestamp takes its place.
-            self.ts_recent, self.ts_recent_at = ts[0], now
-            return True
-        self.paws_drops += 1
-        self.rx.ack_now = True
-        return False
 
     def _check_sequence(self, seg: TcpSegment, now: float) -> bool:
         """RFC 9293 §3.10.7.4 first: the four-case acceptability test."""
@@ -658,7 +629,7 @@ class Connection:
                 return False
             # "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state and continue processing with the
             # variables below set to: SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ, SND.WL2 <- SEG.ACK"
-            tx.on_ack(ack, (), now, self._timestamp_rtt(seg, now), False)
+            tx.on_ack(ack, (), now, self.ts.rtt(seg, now), False)
             tx.set_window(seg.seq, ack, seg.window << tx.snd_wscale)
             self._set_state(State.ESTABLISHED, now)
             return True
@@ -675,7 +646,7 @@ class Connection:
             window = seg.window << tx.snd_wscale
             # RFC 5681 §2: a duplicate ACK carries no data, no SYN or FIN, the same ACK and the same window.
             duplicate = ack == tx.snd_una and not seg.payload and not seg.flags & FIN and window == tx.snd_wnd
-            ts_rtt = self._timestamp_rtt(seg, now) if ack != tx.snd_una else None
+            ts_rtt = self.ts.rtt(seg, now) if ack != tx.snd_una else None
             freed = tx.on_ack(ack, seg.options.sack_blocks, now, ts_rtt, duplicate)
             if freed and self._send_blocked and tx.free_space >= tx.buffer_size // 2:
                 self._send_blocked = False
@@ -744,14 +715,6 @@ class Connection:
         elif state is State.FIN_WAIT_2:
             self._enter_time_wait(now)
 
-    def _timestamp_rtt(self, seg: TcpSegment, now: float) -> float | None:
-        """RFC 7323 §4.1 (RTTM): an RTT sample from the echoed timestamp of an ACK for new data."""
-        ts = seg.options.timestamps if self.ts_ok else None
-        if ts is None or not ts[1]:
-            return None
-        elapsed = (self._ts_now(now) - ts[1]) & SEQ_MASK
-        return elapsed / 1000 if elapsed < 1 << 31 else None
-
     def _negotiate(self, options: TcpOptions, now: float) -> None:
         """Agree on the extensions from the peer's SYN (or SYN,ACK): each is on only if both sides offered it.
 
@@ -762,15 +725,12 @@ class Connection:
         self.wscale_ok = config.window_scaling and options.window_scale is not None
         rx.wscale = config.receive_window_scale if self.wscale_ok else 0
         tx.snd_wscale = options.window_scale if self.wscale_ok else 0  # clamped to 14 by the wire layer
-        self.ts_ok = config.timestamps and options.timestamps is not None
-        if self.ts_ok:
-            self.ts_recent = options.timestamps[0]
-            self.ts_recent_at = now
+        self.ts.agree(options.timestamps, config.timestamps, now)
         rx.sack_ok = tx.sack_ok = config.sack and options.sack_permitted
         # RFC 9293 §3.7.1 (MUST-16): Eff.snd.MSS = min(SendMSS, our own limit) - TCP options in every segment.
         if options.mss is not None:
             tx.eff_mss = max(min(options.mss, self.config.mss), 64)
-        if self.ts_ok:
+        if self.ts.enabled:
             tx.eff_mss -= TIMESTAMP_OPTION_SPACE
         tx.cc = make_congestion_control(self.config.congestion_control, tx.eff_mss, self.config.initial_window_segments)
 

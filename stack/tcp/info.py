@@ -63,7 +63,7 @@ def connection_info(conn: "Connection") -> TcpInfo:
         rcv_wnd=rx.window(),
         snd_wscale=tx.snd_wscale,
         rcv_wscale=rx.wscale,
-        timestamps=conn.ts_ok,
+        timestamps=conn.ts.enabled,
         sack=tx.sack_ok,
         bytes_sent=tx.bytes_sent,
         bytes_retransmitted=tx.bytes_retransmitted,
@@ -79,7 +79,7 @@ def connection_info(conn: "Connection") -> TcpInfo:
         recoveries=tx.recoveries,
         tail_loss_probes=tx.tlp_probes,
         dsacks_received=tx.dsacks,
-        paws_drops=conn.paws_drops,
+        paws_drops=conn.ts.paws_drops,
         challenge_acks_suppressed=conn.challenge_acks.suppressed,
         keepalive_probes=conn.keepalive.probes,
     )

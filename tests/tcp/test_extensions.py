@@ -254,7 +254,7 @@ def test_window_scale_above_14_is_used_as_14():
 def test_timestamps_not_offered_by_the_peer_are_not_used():
     config = dataclasses.replace(EXT, sack=False)
     conn = established_ext(config, syn_options=peer_syn_options(timestamps=False, sack=False))
-    assert not conn.ts_ok
+    assert not conn.ts.enabled
     deliver(conn, seg(remote_seq(1), local_seq(1), ACK, PEER_FIELD, b"a" * 100), now=0.2)
     deliver(conn, seg(remote_seq(101), local_seq(1), ACK, PEER_FIELD, b"b" * 100), now=0.2)
     expect(conn, ours(local_seq(1), remote_seq(201), window=field(200)), now=0.2)
@@ -264,11 +264,11 @@ def test_timestamps_not_offered_by_the_peer_are_not_used():
 def test_timestamps_offered_only_by_the_peer_are_left_out_of_the_syn_ack_and_ignored():
     config = dataclasses.replace(EXT, timestamps=False, sack=False)
     conn = established_ext(config, syn_options=peer_syn_options(sack=False))
-    assert not conn.ts_ok
+    assert not conn.ts.enabled
     arrive(conn, 1, b"a" * 100, at=0.2, tsval=peer_ts(0.0) - 5)  # an "old" TSval: no PAWS without timestamps
     arrive(conn, 101, b"b" * 100, at=0.2)
     expect(conn, ours(local_seq(1), remote_seq(201), window=field(200)), now=0.2)
-    assert conn.paws_drops == 0
+    assert conn.ts.paws_drops == 0
 
 
 def test_timestamps_offered_only_by_us_in_a_syn_are_not_used():
@@ -277,7 +277,7 @@ def test_timestamps_offered_only_by_us_in_a_syn_are_not_used():
     conn.segments_to_send(0.0)
     deliver(conn, seg(REMOTE_ISS, local_seq(1), SYN | ACK, 1000, options=TcpOptions(mss=MSS)), now=0.1)
     expect(conn, ours(local_seq(1), remote_seq(1), window=0xFFFF), now=0.1)
-    assert not conn.ts_ok
+    assert not conn.ts.enabled
 
 
 def test_every_segment_after_negotiation_carries_tsval_and_echoes_ts_recent():
@@ -332,7 +332,7 @@ def test_paws_drops_a_segment_with_an_older_tsval_and_answers_with_an_ack():
     expect(conn, out(1, 1, at=0.2, tsecr=peer_ts(T0)), now=0.2)
     assert events(conn) == []
     assert conn.rx.rcv_nxt == remote_seq(1)
-    assert conn.paws_drops == 1
+    assert conn.ts.paws_drops == 1
 
 
 def test_paws_compares_timestamps_across_the_wrap():
@@ -343,7 +343,7 @@ def test_paws_compares_timestamps_across_the_wrap():
     conn.segments_to_send(0.34)
     arrive(conn, 101, b"old", at=0.4, tsval=0xFFFF_FFF0)  # before the wrap, so older
     expect(conn, out(1, 101, at=0.4, tsecr=44, window=field(100)), now=0.4)
-    assert conn.paws_drops == 1
+    assert conn.ts.paws_drops == 1
 
 
 def test_paws_dropped_ack_does_not_acknowledge_our_data():
@@ -360,7 +360,7 @@ def test_rst_with_an_older_tsval_is_not_paws_dropped():
     arrive(conn, 1, flags=RST, at=0.2, tsval=peer_ts(0.0))
     assert conn.state is State.CLOSED
     assert events(conn) == [Reset(), Closed(CloseReason.RESET)]
-    assert conn.paws_drops == 0
+    assert conn.ts.paws_drops == 0
 
 
 def test_ts_recent_idle_for_24_days_is_invalid_and_the_next_segment_replaces_it():
@@ -373,7 +373,7 @@ def test_ts_recent_idle_for_24_days_is_invalid_and_the_next_segment_replaces_it(
     arrive(conn, 101, b"b" * 100, at=later)
     expect(conn, out(1, 201, at=later, tsecr=peer_ts(later), window=field(200)), now=later)
     arrive(conn, 201, b"old", at=later, tsval=peer_ts(later - 1.0))  # PAWS protects again
-    assert conn.paws_drops == 1
+    assert conn.ts.paws_drops == 1
 
 
 def test_handshake_rtt_is_measured_from_the_echoed_timestamp():
