@@ -20,7 +20,7 @@ from tests.kernel.services import echo, sink
 
 PEER = str(Path(__file__).with_name("peer.py"))
 FAMILIES = {4: ("10.71.0.2/24", "10.71.0.1"), 6: ("fd71::2/64", "fd71::1")}
-BIG = 64_000_000
+BIG = 200_000_000  # the issue: "Bulk 200 MB each direction with a sha256 check"
 
 
 def payload(size: int, seed: int) -> bytes:
