@@ -102,7 +102,8 @@ class Runtime:
         self._flush_scheduled = False
         if self._closed:
             return
-        # Application callbacks run by _dispatch may have queued more; loop until quiet (bounded by the host).
+        # Events first (their callbacks may queue output), then the output; events the output made (Closed after
+        # our RST) are delivered at once, and whatever their callbacks queue gets another flush (schedule_flush).
         self._dispatch()
         packets = self.host.packets_to_send(self.loop.time())
         if packets:
