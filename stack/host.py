@@ -290,10 +290,15 @@ class Host:
                 conn.receive_segment(seg, now)
                 self._dirty[conn] = None
                 return
-        if seg.flags & (SYN | ACK | RST) == SYN:
+        if not seg.flags & (ACK | RST):
             listener = self.listeners.get((packet.dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
             if listener is not None:
-                self._accept_syn(listener, packet, seg, now, previous=conn)
+                if seg.flags & SYN:
+                    self._accept_syn(listener, packet, seg, now, previous=conn)
+                else:
+                    # RFC 9293 §3.10.7.2 LISTEN, fourth: "Any other control or text-bearing segment (not
+                    # containing SYN) must have an ACK ... Drop the segment and return."
+                    self.drops["listen_no_ack"] += 1
                 return
         self.unmatched(self, packet, seg, now)
 

@@ -579,7 +579,7 @@ class Connection:
                 # RFC 2883 §4 (example 1): a wholly duplicate segment is reported in a D-SACK block.
                 end = rx.rcv_offset + seq_sub(seq_add(seg.seq, len(seg.payload)), rx.rcv_nxt)
                 rx.dsack = (end - len(seg.payload), end)
-            if self.state is State.SYN_RECEIVED and seg.flags & SYN and seg.seq == rx.irs:
+            if self.state is State.SYN_RECEIVED and seg.flags & (SYN | ACK) == SYN and seg.seq == rx.irs:
                 self.tx.syn_due = True  # the peer lost our SYN,ACK: send it again, as Linux does
             else:
                 rx.ack_now = True

@@ -145,6 +145,8 @@ class Receiver:
             fin = False
         if fin:
             self.fin_offset = self.rcv_offset + delta + len(payload)
+            if delta > 0 and not payload:
+                self.ack_now = True  # RFC 5681 §4.2: an out-of-order segment, a bare FIN too, is ACKed at once
         delivered = 0
         if payload:
             if delta == 0:

@@ -329,6 +329,7 @@ class Session:
         replies = self.exchange(self.packet(FIN | ACK, self.snd_nxt, self.rcv_nxt), HANDSHAKE_TIMEOUT, first=True)
         self.snd_nxt = (self.snd_nxt + 1) & MASK
         assert replies and replies[0].flags == ACK and replies[0].ack == self.snd_nxt, f"FIN not acked: {replies}"
+        self.rcv_wnd = replies[0].window  # Linux's window may have moved since its SYN-ACK
         return self
 
     def alive(self) -> str:
