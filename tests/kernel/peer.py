@@ -6,6 +6,7 @@
     peer.py connect-expect-reset HOST PORT      connect, send a little, wait for the peer's reset
     peer.py connect-reset HOST PORT             connect, then reset (SO_LINGER 0 and close)
     peer.py connect-many HOST PORT N BYTES      N connections at once, each sends BYTES and reads the echo
+    peer.py serve-http HOST PORT SECONDS        the HttpOk responder on kernel sockets, for SECONDS
     peer.py serve PORT MODE [BYTES SEED] [N]    accept N connections; MODE sink (read to EOF, then reply with
                                                 its sha256 and close), slow-sink (the same after
                                                 2 s of not reading), source (send BYTES, close) or
@@ -22,6 +23,7 @@ import struct
 import sys
 import threading
 import time
+from pathlib import Path
 
 
 def payload(size: int, seed: int) -> bytes:
@@ -101,6 +103,9 @@ def main(argv: list[str]) -> None:
             started = time.perf_counter()
             result = asyncio.run(many(host, port, count, size))
             report(**result, seconds=time.perf_counter() - started)
+        elif mode == "serve-http":
+            host, port, seconds = argv[1], int(argv[2]), float(argv[3])
+            serve_http(host, port, seconds)
         elif mode == "serve":
             port, kind = int(argv[1]), argv[2]
             size, seed = (int(argv[3]), int(argv[4])) if len(argv) > 4 else (0, 0)
@@ -110,6 +115,25 @@ def main(argv: list[str]) -> None:
             raise SystemExit(f"unknown mode {mode!r}")
     except OSError as exc:
         report(error=f"{type(exc).__name__}: {exc}")
+
+
+def serve_http(host: str, port: int, seconds: float) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.kernel.services import HttpOk
+
+    async def run() -> None:
+        server = await asyncio.get_running_loop().create_server(HttpOk, host, port, backlog=4096)
+        print(json.dumps({"listening": port}), flush=True)
+        await asyncio.sleep(seconds)
+        server.close()
+
+    try:
+        import uvloop
+
+        uvloop.run(run())
+    except ImportError:
+        asyncio.run(run())
+    report()
 
 
 async def many(host: str, port: int, count: int, size: int) -> dict:

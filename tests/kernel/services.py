@@ -20,3 +20,20 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.write(chunk)
         await writer.drain()
     writer.close()
+
+
+class HttpOk(asyncio.Protocol):
+    """The smallest HTTP/1.1 responder: one request, one short reply, then close (``Connection: close``). The
+    same code serves on kernel sockets and on our stack, so a connections-per-second comparison measures TCP."""
+
+    REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.request = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.request += data
+        if b"\r\n\r\n" in self.request:
+            self.transport.write(self.REPLY)
+            self.transport.close()
