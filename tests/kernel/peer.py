@@ -5,6 +5,7 @@
     peer.py connect-duplex HOST PORT BYTES SEED send BYTES (then half-close) while reading to EOF
     peer.py connect-expect-reset HOST PORT      connect, send a little, wait for the peer's reset
     peer.py connect-reset HOST PORT             connect, then reset (SO_LINGER 0 and close)
+    peer.py connect-close-after HOST PORT DELAY connect, send one byte, wait DELAY seconds, close, read to EOF
     peer.py connect-many HOST PORT N BYTES      N connections at once, each sends BYTES and reads the echo
     peer.py serve-http HOST PORT SECONDS        the HttpOk responder on kernel sockets, for SECONDS
     peer.py serve PORT MODE [BYTES SEED] [N]    accept N connections; MODE sink (read to EOF, then reply with
@@ -98,6 +99,13 @@ def main(argv: list[str]) -> None:
                 time.sleep(0.2)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             report(sent=5)
+        elif mode == "connect-close-after":
+            with connect(argv[1], int(argv[2])) as sock:
+                sock.sendall(b"x")
+                time.sleep(float(argv[3]))
+                sock.shutdown(socket.SHUT_WR)  # our FIN, while the peer's may still be on its way
+                received, _, _ = read_all(sock)
+            report(sent=1, received=received)
         elif mode == "connect-many":
             host, port, count, size = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
             started = time.perf_counter()

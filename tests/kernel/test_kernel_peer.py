@@ -265,3 +265,70 @@ def test_kernel_transfers_through_loss_reordering_and_duplication_are_byte_exact
     assert upload["error"] is None and upload["head"] == hashlib.sha256(payload(size, 10)).hexdigest()
     assert downloaded == hashlib.sha256(payload(size, 11)).hexdigest()
     assert device.lost and device.duplicated and device.reordered  # the faults really happened
+
+
+class LoseFirstFin:
+    """A device wrapper that loses our first outgoing FIN, so the kernel's FIN is sent before ours arrives."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.mtu, self.stats = device.mtu, device.stats
+        self.lost_fin = False
+
+    def fileno(self):
+        return self.device.fileno()
+
+    def read_batch(self, limit=64):
+        return self.device.read_batch(limit)
+
+    def write_batch(self, packets) -> int:
+        keep = []
+        for packet in packets:
+            is_fin = packet[0] >> 4 == 4 and packet[9] == 6 and packet[(packet[0] & 0xF) * 4 + 13] & 0x01
+            if is_fin and not self.lost_fin:
+                self.lost_fin = True
+                continue
+            keep.append(packet)
+        return self.device.write_batch(keep)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+@pytest.mark.root
+def test_simultaneous_close_with_the_kernel_goes_through_closing_to_time_wait(netns):
+    """RFC 9293 §3.6 case 2: both ends close before either sees the other's FIN. Our first FIN is lost on the
+    way out, so the kernel's FIN reaches us while ours is unacknowledged: FIN-WAIT-1 -> CLOSING -> TIME-WAIT."""
+    from stack.tcp.state import State
+    from tunnel.tun import TunDevice
+
+    seen = []
+
+    async def close_on_first_byte(reader, writer):
+        await reader.readexactly(1)
+        conn = writer.transport.connection
+        writer.write_eof()  # our FIN (lost once by the device)
+        while conn.state is not State.TIME_WAIT and len(seen) < 1000:
+            if not seen or seen[-1] is not conn.state:
+                seen.append(conn.state)
+            await asyncio.sleep(0.002)
+        seen.append(conn.state)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        tun = await loop.run_in_executor(
+            None, lambda: TunDevice.open("atcp" + netns.name[-8:], addresses=["10.71.0.1/24"], netns=netns)
+        )
+        device = LoseFirstFin(tun)
+        async with Stack(device, ["10.71.0.2/24"]) as stack:
+            await stack.start_server(close_on_first_byte, None, 5012)
+            result = await peer(netns, "connect-close-after", "10.71.0.2", 5012, 0.1)
+            for _ in range(200):
+                if seen and seen[-1] is State.TIME_WAIT:
+                    break
+                await asyncio.sleep(0.01)
+        return result, device.lost_fin
+
+    result, lost_fin = run(main())
+    assert lost_fin and result["error"] is None and result["received"] == 0
+    assert State.CLOSING in seen and seen[-1] is State.TIME_WAIT, seen
