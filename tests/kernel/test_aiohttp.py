@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from aiohttp import web
 
-from tests.kernel.test_kernel_peer import netns, open_stack, run  # noqa: F401 (netns is a fixture)
+from tests.kernel.test_kernel_peer import US, family, netns, open_stack, run  # noqa: F401 (fixtures)
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 
@@ -27,7 +27,7 @@ async def digest(request: web.Request) -> web.Response:
 
 
 @pytest.mark.root
-def test_curl_fetches_an_aiohttp_application_served_by_our_stack(netns, tmp_path):  # noqa: F811
+def test_curl_fetches_an_aiohttp_application_served_by_our_stack(netns, family, tmp_path):  # noqa: F811
     app = web.Application()
     app.add_routes([web.get("/hello/{name}", hello), web.get("/big", big), web.post("/digest", digest)])
 
@@ -40,18 +40,19 @@ def test_curl_fetches_an_aiohttp_application_served_by_our_stack(netns, tmp_path
     async def main():
         runner = web.AppRunner(app)
         await runner.setup()
-        async with await open_stack(netns, 4) as stack:
-            server = await stack.create_server(runner.server, "10.71.0.2", 8080)
-            greeting = await curl("http://10.71.0.2:8080/hello/kernel")
-            body = await curl("http://10.71.0.2:8080/big")
+        host = US[family] if family == 4 else f"[{US[family]}]"
+        async with await open_stack(netns, family) as stack:
+            server = await stack.create_server(runner.server, US[family], 8080)
+            greeting = await curl(f"http://{host}:8080/hello/kernel")
+            body = await curl(f"http://{host}:8080/big")
             upload = bytes(reversed(BODY))
             (tmp_path / "upload").write_bytes(upload)
-            posted = await curl("--data-binary", f"@{tmp_path / 'upload'}", "http://10.71.0.2:8080/digest")
+            posted = await curl("--data-binary", f"@{tmp_path / 'upload'}", f"http://{host}:8080/digest")
             server.close()
         await runner.cleanup()
         return greeting, body, posted, upload
 
     greeting, body, posted, upload = run(main())
-    assert greeting == b"hello kernel from 10.71.0.2"
+    assert greeting == f"hello kernel from {US[family]}".encode()
     assert body == BODY
     assert posted.decode() == hashlib.sha256(upload).hexdigest()

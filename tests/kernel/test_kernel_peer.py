@@ -20,11 +20,20 @@ from tests.kernel.services import echo, sink
 
 PEER = str(Path(__file__).with_name("peer.py"))
 FAMILIES = {4: ("10.71.0.2/24", "10.71.0.1"), 6: ("fd71::2/64", "fd71::1")}
+US = {4: "10.71.0.2", 6: "fd71::2"}  # our stack's address
+KERNEL = {4: "10.71.0.1", 6: "fd71::1"}  # the kernel's side of the TUN
+KERNEL_CIDR = {4: "10.71.0.1/24", 6: "fd71::1/64"}
 BIG = 200_000_000  # the issue: "Bulk 200 MB each direction with a sha256 check"
 
 
 def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
+
+
+@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
+def family(request) -> int:
+    """Every kernel-peer test runs over both address families."""
+    return request.param
 
 
 @pytest.fixture
@@ -67,7 +76,6 @@ async def open_stack(ns, family: int) -> Stack:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("family", [4, 6])
 def test_kernel_client_uploads_to_our_server_byte_exact(netns, family):
     async def main():
         async with await open_stack(netns, family) as stack:
@@ -81,7 +89,6 @@ def test_kernel_client_uploads_to_our_server_byte_exact(netns, family):
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("family", [4, 6])
 def test_our_client_downloads_from_a_kernel_server_byte_exact(netns, family):
     async def main():
         async with await open_stack(netns, family) as stack:
@@ -101,7 +108,6 @@ def test_our_client_downloads_from_a_kernel_server_byte_exact(netns, family):
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("family", [4, 6])
 def test_both_directions_at_once_byte_exact(netns, family):
     async def duplex(reader, writer):
         async def upload_back():
@@ -131,11 +137,11 @@ def test_both_directions_at_once_byte_exact(netns, family):
 
 
 @pytest.mark.root
-def test_our_half_close_lets_the_kernel_answer(netns):
+def test_our_half_close_lets_the_kernel_answer(netns, family):
     async def main():
-        async with await open_stack(netns, 4) as stack:
+        async with await open_stack(netns, family) as stack:
             done = await start_peer(netns, "serve", 5004, "sink")
-            reader, writer = await stack.open_connection("10.71.0.1", 5004)
+            reader, writer = await stack.open_connection(KERNEL[family], 5004)
             data = payload(8_000_000, 5)
             writer.write(data)
             writer.write_eof()
@@ -148,21 +154,21 @@ def test_our_half_close_lets_the_kernel_answer(netns):
 
 
 @pytest.mark.root
-def test_our_abort_resets_the_kernel_side(netns):
+def test_our_abort_resets_the_kernel_side(netns, family):
     async def abort_at_once(reader, writer):
         await reader.readexactly(5)
         writer.transport.abort()
 
     async def main():
-        async with await open_stack(netns, 4) as stack:
+        async with await open_stack(netns, family) as stack:
             await stack.start_server(abort_at_once, None, 5005)
-            return await peer(netns, "connect-expect-reset", "10.71.0.2", 5005)
+            return await peer(netns, "connect-expect-reset", US[family], 5005)
 
     assert run(main())["error"] is None
 
 
 @pytest.mark.root
-def test_kernel_reset_reaches_our_reader_as_connection_reset(netns):
+def test_kernel_reset_reaches_our_reader_as_connection_reset(netns, family):
     outcome = []
 
     async def wait_for_reset(reader, writer):
@@ -174,9 +180,9 @@ def test_kernel_reset_reaches_our_reader_as_connection_reset(netns):
             outcome.append("reset")
 
     async def main():
-        async with await open_stack(netns, 4) as stack:
+        async with await open_stack(netns, family) as stack:
             await stack.start_server(wait_for_reset, None, 5006)
-            await peer(netns, "connect-reset", "10.71.0.2", 5006)
+            await peer(netns, "connect-reset", US[family], 5006)
             for _ in range(100):
                 if outcome:
                     break
@@ -187,11 +193,11 @@ def test_kernel_reset_reaches_our_reader_as_connection_reset(netns):
 
 
 @pytest.mark.root
-def test_a_thousand_concurrent_kernel_connections_exchange_data(netns):
+def test_a_thousand_concurrent_kernel_connections_exchange_data(netns, family):
     async def main():
-        async with await open_stack(netns, 4) as stack:
+        async with await open_stack(netns, family) as stack:
             await stack.start_server(echo, None, 5007, backlog=1024)
-            return await peer(netns, "connect-many", "10.71.0.2", 5007, 1000, 2000)
+            return await peer(netns, "connect-many", US[family], 5007, 1000, 2000)
 
     result = run(main())
     assert result["error"] is None
@@ -199,11 +205,11 @@ def test_a_thousand_concurrent_kernel_connections_exchange_data(netns):
 
 
 @pytest.mark.root
-def test_kernel_receiver_that_stops_reading_closes_our_window_then_everything_arrives(netns):
+def test_kernel_receiver_that_stops_reading_closes_our_window_then_everything_arrives(netns, family):
     async def main():
-        async with await open_stack(netns, 4) as stack:
+        async with await open_stack(netns, family) as stack:
             done = await start_peer(netns, "serve", 5008, "slow-sink")
-            reader, writer = await stack.open_connection("10.71.0.1", 5008)
+            reader, writer = await stack.open_connection(KERNEL[family], 5008)
             data = payload(16_000_000, 8)
             writer.write(data)
             writer.write_eof()
@@ -218,13 +224,13 @@ def test_kernel_receiver_that_stops_reading_closes_our_window_then_everything_ar
 
 @pytest.mark.root
 @pytest.mark.parametrize("sysctl", ["net.ipv4.tcp_sack", "net.ipv4.tcp_timestamps", "net.ipv4.tcp_window_scaling"])
-def test_kernel_peer_without_an_extension(netns, sysctl):
+def test_kernel_peer_without_an_extension(netns, sysctl, family):
     netns.run(["sysctl", "-qw", f"{sysctl}=0"], check=True)
 
     async def main():
-        async with await open_stack(netns, 4) as stack:
+        async with await open_stack(netns, family) as stack:
             done = await start_peer(netns, "serve", 5009, "source", 16_000_000, 9)
-            reader, writer = await stack.open_connection("10.71.0.1", 5009)
+            reader, writer = await stack.open_connection(KERNEL[family], 5009)
             digest, total = hashlib.sha256(), 0
             while chunk := await reader.read(1 << 20):
                 digest.update(chunk)
@@ -242,19 +248,19 @@ def test_kernel_peer_without_an_extension(netns, sysctl):
 
 @pytest.mark.root
 @pytest.mark.parametrize("rate", [0.01, 0.05])
-def test_kernel_transfers_through_loss_reordering_and_duplication_are_byte_exact(netns, rate):
+def test_kernel_transfers_through_loss_reordering_and_duplication_are_byte_exact(netns, rate, family):
     from tunnel.faults import Faults
 
     size = 8_000_000
 
     async def main():
         faults = Faults(loss=rate, duplicate=rate, reorder=rate)
-        ours, _ = FAMILIES[4]
+        ours, _ = FAMILIES[family]
         async with await Stack.open_tun("atcp" + netns.name[-8:], [ours], netns=netns, faults=faults, seed=7) as s:
             await s.start_server(sink, None, 5010)
-            upload = await peer(netns, "connect-send", "10.71.0.2", 5010, size, 10)
+            upload = await peer(netns, "connect-send", US[family], 5010, size, 10)
             done = await start_peer(netns, "serve", 5011, "source", size, 11)
-            reader, _ = await s.open_connection("10.71.0.1", 5011)
+            reader, _ = await s.open_connection(KERNEL[family], 5011)
             downloaded = hashlib.sha256()
             while chunk := await reader.read(1 << 20):
                 downloaded.update(chunk)
@@ -284,7 +290,10 @@ class LoseFirstFin:
     def write_batch(self, packets) -> int:
         keep = []
         for packet in packets:
-            is_fin = packet[0] >> 4 == 4 and packet[9] == 6 and packet[(packet[0] & 0xF) * 4 + 13] & 0x01
+            if packet[0] >> 4 == 4:
+                is_fin = packet[9] == 6 and packet[(packet[0] & 0xF) * 4 + 13] & 0x01
+            else:
+                is_fin = packet[6] == 6 and packet[40 + 13] & 0x01  # no extension headers from our stack
             if is_fin and not self.lost_fin:
                 self.lost_fin = True
                 continue
@@ -296,7 +305,7 @@ class LoseFirstFin:
 
 
 @pytest.mark.root
-def test_simultaneous_close_with_the_kernel_goes_through_closing_to_time_wait(netns):
+def test_simultaneous_close_with_the_kernel_goes_through_closing_to_time_wait(netns, family):
     """RFC 9293 §3.6 case 2: both ends close before either sees the other's FIN. Our first FIN is lost on the
     way out, so the kernel's FIN reaches us while ours is unacknowledged: FIN-WAIT-1 -> CLOSING -> TIME-WAIT."""
     from stack.tcp.state import State
@@ -317,12 +326,13 @@ def test_simultaneous_close_with_the_kernel_goes_through_closing_to_time_wait(ne
     async def main():
         loop = asyncio.get_running_loop()
         tun = await loop.run_in_executor(
-            None, lambda: TunDevice.open("atcp" + netns.name[-8:], addresses=["10.71.0.1/24"], netns=netns)
+            None,
+            lambda: TunDevice.open("atcp" + netns.name[-8:], addresses=[KERNEL_CIDR[family]], netns=netns),
         )
         device = LoseFirstFin(tun)
-        async with Stack(device, ["10.71.0.2/24"]) as stack:
+        async with Stack(device, [FAMILIES[family][0]]) as stack:
             await stack.start_server(close_on_first_byte, None, 5012)
-            result = await peer(netns, "connect-close-after", "10.71.0.2", 5012, 0.1)
+            result = await peer(netns, "connect-close-after", US[family], 5012, 0.1)
             for _ in range(200):
                 if seen and seen[-1] is State.TIME_WAIT:
                     break
