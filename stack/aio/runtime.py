@@ -28,6 +28,10 @@ class Runtime:
         self.accept: Callable[[Connection], object | None] | None = None  # new passive connection -> transport
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._device_wakeup: asyncio.TimerHandle | None = None
+        self._device_wakeup_at: float | None = None
+        # A device that holds packets for a while (the fault injector's delay) says when it next wants a poll.
+        self._device_next = getattr(device, "next_wakeup", None)
         self._flush_scheduled = False
         self._closed = False
         fd = device.fileno()
@@ -109,6 +113,8 @@ class Runtime:
         if packets:
             self.device.write_batch(packets)
         self._dispatch()
+        if self._device_next is not None:
+            self._arm_device_wakeup()
         deadline = self.host.get_timer()
         if deadline != self._timer_at:
             if self._timer is not None:
@@ -116,10 +122,28 @@ class Runtime:
             self._timer_at = deadline
             self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
 
+    def _arm_device_wakeup(self) -> None:
+        due = self._device_next()
+        if due is None or (self._device_wakeup_at is not None and self._device_wakeup_at <= due):
+            return
+        if self._device_wakeup is not None:
+            self._device_wakeup.cancel()
+        self._device_wakeup, self._device_wakeup_at = self.loop.call_at(due, self._on_device_wakeup), due
+
+    def _on_device_wakeup(self) -> None:
+        self._device_wakeup = self._device_wakeup_at = None
+        if self._closed:
+            return
+        self.device.poll()
+        self._on_readable()
+        self._arm_device_wakeup()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._device_wakeup is not None:
+            self._device_wakeup.cancel()
         if self._timer is not None:
             self._timer.cancel()
         fd = self.device.fileno()

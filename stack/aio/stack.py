@@ -96,7 +96,7 @@ class Stack:
             None, lambda: TunDevice.open(name, addresses=kernel, mtu=mtu, routes=routes, netns=netns)
         )
         if faults is not None:
-            device = FaultyDevice(device, faults, seed)
+            device = FaultyDevice(device, faults, seed, clock=loop.time)
         try:
             return cls(device, addresses, config=config, secret=secret)
         except BaseException:

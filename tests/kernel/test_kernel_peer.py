@@ -248,13 +248,13 @@ def test_kernel_peer_without_an_extension(netns, sysctl, family):
 
 @pytest.mark.root
 @pytest.mark.parametrize("rate", [0.01, 0.05])
-def test_kernel_transfers_through_loss_reordering_and_duplication_are_byte_exact(netns, rate, family):
+def test_kernel_transfers_through_loss_reordering_duplication_and_delay_are_byte_exact(netns, rate, family):
     from tunnel.faults import Faults
 
     size = 8_000_000
 
     async def main():
-        faults = Faults(loss=rate, duplicate=rate, reorder=rate)
+        faults = Faults(loss=rate, duplicate=rate, reorder=rate, delay=0.002, jitter=0.002)
         ours, _ = FAMILIES[family]
         async with await Stack.open_tun("atcp" + netns.name[-8:], [ours], netns=netns, faults=faults, seed=7) as s:
             await s.start_server(sink, None, 5010)

@@ -58,3 +58,18 @@ def test_reading_side_faults_apply_to_what_the_device_reads():
 def test_probabilities_are_checked():
     with pytest.raises(ValueError, match=r"loss=1\.5 must be a probability"):
         Faults(loss=1.5)
+
+
+def test_delay_holds_packets_until_they_are_due_and_says_when_to_poll():
+    now = [100.0]
+    left, right = MemoryDevice.pair()
+    faulty = FaultyDevice(left, Faults(delay=0.05), 0, clock=lambda: now[0])
+    faulty.write_batch(PACKETS[:3])
+    assert right.read_batch(64) == [] and faulty.next_wakeup() == pytest.approx(100.05)
+    now[0] = 100.06
+    faulty.poll()
+    assert right.read_batch(64) == PACKETS[:3] and faulty.next_wakeup() is None
+    right.write_batch(PACKETS[3:5])  # the reading direction too
+    assert faulty.read_batch(64) == []
+    now[0] = 100.2
+    assert faulty.read_batch(64) == PACKETS[3:5]
