@@ -65,11 +65,11 @@ class Rack:
             self.end = record.end
             self.rtt = rtt
 
-    def on_dsack(self, snd_una: int, snd_nxt: int) -> None:
+    def on_dsack(self, una_offset: int, nxt_offset: int) -> None:
         """RFC 8985 §6.2.4: a D-SACK means a retransmission was spurious: widen the reordering window, at most
-        once per round trip."""
-        if self.dsack_round_end is None or snd_una >= self.dsack_round_end:
-            self.dsack_round_end = snd_nxt
+        once per round trip. The arguments are stream offsets (never wrapping), not sequence numbers."""
+        if self.dsack_round_end is None or una_offset >= self.dsack_round_end:
+            self.dsack_round_end = nxt_offset
             self.reo_wnd_mult = min(self.reo_wnd_mult + 1, REO_WND_MULT_MAX)
             self.reo_wnd_persist = REO_WND_PERSIST
 

@@ -500,13 +500,13 @@ def test_reo_wnd_is_capped_by_srtt_and_zero_without_min_rtt():
 
 def test_reo_wnd_grows_with_dsack_at_most_once_per_round():
     rack = rack_with_min_rtt(0.2)
-    rack.on_dsack(snd_una=0, snd_nxt=5000)
+    rack.on_dsack(una_offset=0, nxt_offset=5000)
     assert rack.reo_wnd_mult == 2
     assert rack.reo_wnd(in_recovery=False, sacked_segments=0, srtt=1.0) == pytest.approx(0.1)
-    rack.on_dsack(snd_una=1000, snd_nxt=6000)  # the same round: SND.UNA has not reached 5000
-    rack.on_dsack(snd_una=4999, snd_nxt=7000)
+    rack.on_dsack(una_offset=1000, nxt_offset=6000)  # the same round: SND.UNA has not reached 5000
+    rack.on_dsack(una_offset=4999, nxt_offset=7000)
     assert rack.reo_wnd_mult == 2
-    rack.on_dsack(snd_una=5000, snd_nxt=9000)  # a new round
+    rack.on_dsack(una_offset=5000, nxt_offset=9000)  # a new round
     assert rack.reo_wnd_mult == 3
     assert rack.reo_wnd(in_recovery=False, sacked_segments=0, srtt=1.0) == pytest.approx(0.15)
     for una in range(9000, 9000 + 100 * 1000, 1000):
@@ -516,7 +516,7 @@ def test_reo_wnd_grows_with_dsack_at_most_once_per_round():
 
 def test_reo_wnd_returns_to_one_step_after_sixteen_recoveries_without_dsack():
     rack = rack_with_min_rtt(0.2)
-    rack.on_dsack(snd_una=0, snd_nxt=5000)
+    rack.on_dsack(una_offset=0, nxt_offset=5000)
     for _ in range(REO_WND_PERSIST - 1):
         rack.on_recovery_end()
     assert rack.reo_wnd_mult == 2
