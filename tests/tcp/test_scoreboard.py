@@ -510,7 +510,7 @@ def test_reo_wnd_grows_with_dsack_at_most_once_per_round():
     assert rack.reo_wnd_mult == 3
     assert rack.reo_wnd(in_recovery=False, sacked_segments=0, srtt=1.0) == pytest.approx(0.15)
     for una in range(9000, 9000 + 100 * 1000, 1000):
-        rack.on_dsack(snd_una=una, snd_nxt=una + 1)
+        rack.on_dsack(una_offset=una, nxt_offset=una + 1)
     assert rack.reo_wnd_mult == REO_WND_MULT_MAX
 
 
