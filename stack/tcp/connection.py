@@ -663,6 +663,15 @@ class Connection:
             if tx.fin_acked:
                 self._enter_time_wait(now)
             return False
+        elif state is State.TIME_WAIT:
+            # "The only thing that can arrive in this state is a retransmission of the remote FIN. Acknowledge it,
+            # and restart the 2 MSL timeout." Anything but a bare ACK exactly at RCV.NXT is acknowledged, as
+            # Linux does; such a bare ACK is taken silently, or two ends in TIME-WAIT could trade ACKs forever.
+            if seg.payload or seg.flags & FIN or seg.seq != self.rx.rcv_nxt:
+                self.rx.ack_now = True
+                if seg.flags & FIN:
+                    self.time_wait_until = now + 2 * self.config.msl
+            return False
         elif state is State.LAST_ACK:
             # "The only thing that can arrive in this state is an acknowledgment of our FIN. If our FIN is now
             # acknowledged, delete the TCB, enter the CLOSED state, and return."

@@ -1,5 +1,5 @@
-"""The wire-conformance harness: crafted IPv4/TCP segments into a TCP under test, its replies out, no kernel TCP
-between the test and the stack.
+"""The wire-conformance harness: crafted IPv4 and IPv6 TCP segments into a TCP under test, its replies out, no kernel
+TCP between the test and the stack.
 
 Two TCPs sit behind the same interface, a ``Wire`` that injects raw IP packets and captures raw IP replies:
 
@@ -17,6 +17,11 @@ into a state, sends one probe and classifies the replies relative to the session
 never by exact bytes: the two TCPs choose different ISNs. After the probe a liveness check (an out-of-window ACK,
 which a live connection answers with a duplicate ACK and a dead one with RST) tells whether the probe killed
 the connection.
+
+The closing states in which the server closes first need its application: each wire carries ``shutdown_write``,
+which half-closes the server's end of the peer's connection (``shutdown(SHUT_WR)`` on the socket Linux accepted,
+``write_eof()`` on our transport). Each TCP also answers on IPv6 (fd81::1 and fd71::2, fake peers fd81::9 and
+fd71::9) through a second wire, ``wire6``.
 """
 
 import asyncio
@@ -46,6 +51,8 @@ from stack.wire import (
 )
 
 ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+PROTO_IPV6 = 6  # the IPv6 next-header value for TCP
 PORT = 8000  # where each TCP under test listens
 # smoltcp's habit: the peer's ISN just below 2^32, so every window position below crosses the wrap.
 PEER_ISS = 0xFFFFFF00
@@ -63,6 +70,10 @@ LINUX_SYSCTLS = {
 
 def ip4(text: str) -> bytes:
     return socket.inet_aton(text)
+
+
+def ip_bytes(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
 
 
 # -- crafting --------------------------------------------------------------------------------------------------
@@ -83,10 +94,12 @@ def craft(
     data_offset: int | None = None,
     bad_checksum: bool = False,
     ihl: int | None = None,
+    ipv6_payload_extra: int = 0,
 ) -> bytes:
-    """An IPv4 packet carrying one TCP segment, built by hand so that every field can be wrong on purpose (the
-    stack's own builder refuses to emit illegal headers). Only the requested fault is present: checksums are
-    recomputed after every other edit."""
+    """An IPv4 or IPv6 packet (by the length of ``src``) carrying one TCP segment, built by hand so that every
+    field can be wrong on purpose (the stack's own builder refuses to emit illegal headers). Only the requested
+    fault is present: checksums are recomputed after every other edit. ``ihl`` is IPv4's, ``ipv6_payload_extra``
+    (added to the IPv6 payload length) IPv6's."""
     assert len(options) % 4 == 0, "pad options to a 32-bit boundary"
     offset = 5 + len(options) // 4 if data_offset is None else data_offset
     header = struct.pack("!HHIIBBHHH", sport, dport, seq & MASK, ack & MASK, offset << 4, flags, window, 0, 0)
@@ -95,6 +108,10 @@ def craft(
     if bad_checksum:
         checksum ^= 0x5555  # never 0 <-> 0xFFFF, the one pair of equivalent checksum values
     tcp = tcp[:16] + struct.pack("!H", checksum) + tcp[18:]
+    if len(src) == 16:
+        assert ihl is None, "IPv6 has no IHL"
+        return struct.pack("!IHBB16s16s", 6 << 28, len(tcp) + ipv6_payload_extra, PROTO_IPV6, 64, src, dst) + tcp
+    assert not ipv6_payload_extra, "an IPv4 packet has no IPv6 payload length"
     ip = struct.pack("!BBHHHBBH4s4s", 0x40 | (ihl or 5), 0, 20 + len(tcp), 0, 0x4000, 64, PROTO_TCP, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return ip + tcp
@@ -108,6 +125,7 @@ class Wire:
 
     server_ip: bytes  # the address of the TCP under test
     peer_ip: bytes  # the fake peer the test plays
+    shutdown_write: Callable[[int], None]  # half-close the server's end of the connection from the peer's port
 
     def inject(self, packet: bytes) -> None:
         raise NotImplementedError
@@ -115,9 +133,12 @@ class Wire:
     def _receive(self, timeout: float) -> list[bytes]:
         raise NotImplementedError
 
-    def capture(self, sport: int, timeout: float, *, first: bool = False) -> list[TcpSegment]:
+    def capture(
+        self, sport: int, timeout: float, *, first: bool = False, ignore: Callable[[TcpSegment], bool] | None = None
+    ) -> list[TcpSegment]:
         """TCP segments from the server to the peer's ``sport`` within ``timeout`` (until the first one if
-        ``first``). Everything else (other sessions' retransmissions, the kernel's IPv6 chatter) is dropped."""
+        ``first``). Everything else (other sessions' retransmissions, the kernel's IPv6 chatter, and what
+        ``ignore`` names) is dropped."""
         deadline = time.monotonic() + timeout
         segments: list[TcpSegment] = []
         while (left := deadline - time.monotonic()) > 0:
@@ -129,7 +150,7 @@ class Wire:
                     seg = parse_tcp(packet.payload, packet.src, packet.dst)
                 except WireError:
                     continue
-                if seg.dst_port == sport and seg.src_port == PORT:
+                if seg.dst_port == sport and seg.src_port == PORT and not (ignore and ignore(seg)):
                     segments.append(seg)
             if first and segments:
                 break
@@ -139,8 +160,9 @@ class Wire:
 class TunWire(Wire):
     """The test holds the TUN's file descriptor: writes enter the kernel, the kernel's output is read back."""
 
-    def __init__(self, tun, server_ip: str, peer_ip: str) -> None:
-        self.tun, self.server_ip, self.peer_ip = tun, ip4(server_ip), ip4(peer_ip)
+    def __init__(self, tun, server_ip: str, peer_ip: str, shutdown_write: Callable[[int], None]) -> None:
+        self.tun, self.server_ip, self.peer_ip = tun, ip_bytes(server_ip), ip_bytes(peer_ip)
+        self.shutdown_write = shutdown_write
 
     def inject(self, packet: bytes) -> None:
         os.write(self.tun.fileno(), packet)
@@ -154,18 +176,20 @@ class PacketSocketWire(Wire):
     """An AF_PACKET socket on our stack's TUN: what it sends leaves through the device into our stack; what our
     stack writes arrives on the device, where the socket sees it before the kernel drops it."""
 
-    def __init__(self, ns, ifname: str, server_ip: str, peer_ip: str) -> None:
-        self.ifname, self.server_ip, self.peer_ip = ifname, ip4(server_ip), ip4(peer_ip)
+    def __init__(self, ns, ifname: str, server_ip: str, peer_ip: str, shutdown_write: Callable[[int], None]) -> None:
+        self.ifname, self.server_ip, self.peer_ip = ifname, ip_bytes(server_ip), ip_bytes(peer_ip)
+        self.shutdown_write = shutdown_write
+        self.ethertype = ETH_P_IPV6 if len(self.server_ip) == 16 else ETH_P_IP
 
         def open_socket() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-            sock.bind((ifname, ETH_P_IP))
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(self.ethertype))
+            sock.bind((ifname, self.ethertype))
             return sock
 
         self.sock = ns.call_inside(open_socket)  # created inside the namespace, so it sees that namespace's TUN
 
     def inject(self, packet: bytes) -> None:
-        self.sock.sendto(packet, (self.ifname, ETH_P_IP))
+        self.sock.sendto(packet, (self.ifname, self.ethertype))
 
     def _receive(self, timeout: float) -> list[bytes]:
         self.sock.settimeout(timeout)
@@ -183,7 +207,9 @@ class PacketSocketWire(Wire):
 
 
 class LinuxTcp:
-    """The kernel's TCP listening on 10.81.0.1:PORT behind a TUN the test holds."""
+    """The kernel's TCP listening on 10.81.0.1:PORT and [fd81::1]:PORT behind a TUN the test holds. Connections
+    stay in the accept queue until a test wants to close the server's end: then the listener accepts (holding
+    every socket it takes, by the peer's port) until it has that one."""
 
     name = "linux"
 
@@ -192,29 +218,43 @@ class LinuxTcp:
         from tunnel.tun import TunDevice
 
         self.ns = NetNamespace.create()
-        self.tun = self.listener = None
+        self.tun = None
+        self.listeners: dict[int, socket.socket] = {}
+        self.accepted: dict[int, socket.socket] = {}
+        self.accept_lock = threading.Lock()
         try:
             for key, value in LINUX_SYSCTLS.items():
                 self.ns.run(["sysctl", "-qw", f"{key}={value}"], check=True)
-            self.tun = TunDevice.open("atcp" + self.ns.name[-8:], addresses=["10.81.0.1/24"], netns=self.ns)
-            self.wire = TunWire(self.tun, "10.81.0.1", "10.81.0.9")
-            self.listener = self.ns.call_inside(self._listen)
+            addresses = ["10.81.0.1/24", "fd81::1/64"]
+            self.tun = TunDevice.open("atcp" + self.ns.name[-8:], addresses=addresses, netns=self.ns)
+            for family, address in ((socket.AF_INET, "10.81.0.1"), (socket.AF_INET6, "fd81::1")):
+                self.listeners[family] = self.ns.call_inside(lambda f=family, a=address: self._listen(f, a))
+            self.wire = TunWire(self.tun, "10.81.0.1", "10.81.0.9", lambda p: self._shutdown(socket.AF_INET, p))
+            self.wire6 = TunWire(self.tun, "fd81::1", "fd81::9", lambda p: self._shutdown(socket.AF_INET6, p))
         except BaseException:
             self.close()
             raise
 
     @staticmethod
-    def _listen() -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def _listen(family: int, address: str) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("10.81.0.1", PORT))
+        sock.bind((address, PORT))
         sock.listen(4096)
+        sock.settimeout(HANDSHAKE_TIMEOUT)
         return sock
+
+    def _shutdown(self, family: int, peer_port: int) -> None:
+        with self.accept_lock:
+            while peer_port not in self.accepted:
+                conn, address = self.listeners[family].accept()
+                self.accepted[address[1]] = conn
+            self.accepted[peer_port].shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         try:
-            if self.listener is not None:
-                self.listener.close()
+            for sock in [*self.accepted.values(), *self.listeners.values()]:
+                sock.close()
             if self.tun is not None:
                 self.tun.close()
         finally:
@@ -222,8 +262,8 @@ class LinuxTcp:
 
 
 class OurTcp:
-    """Our ``Stack`` listening on 10.71.0.2:PORT, its event loop in a thread of its own so that the test can block
-    on the packet socket."""
+    """Our ``Stack`` listening on 10.71.0.2:PORT and [fd71::2]:PORT, its event loop in a thread of its own so that
+    the test can block on the packet socket."""
 
     name = "ours"
 
@@ -235,13 +275,16 @@ class OurTcp:
         self.thread = threading.Thread(target=self.loop.run_forever, name="our-stack", daemon=True)
         self.thread.start()
         self.stack = None
-        self.wire = None
-        self.writers: list = []  # held so that no accepted connection is closed behind the test's back
+        self.wire = self.wire6 = None
+        # By the peer's port; held so that no accepted connection is closed behind the test's back.
+        self.writers: dict[int, asyncio.StreamWriter] = {}
         try:
             ifname = "atcp" + self.ns.name[-8:]
             self.stack = self._call(self._open(ifname))
             self.ns.run(["sysctl", "-qw", "net.ipv4.ip_forward=0"], check=True)
-            self.wire = PacketSocketWire(self.ns, ifname, "10.71.0.2", "10.71.0.9")
+            self.ns.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"], check=True)
+            self.wire = PacketSocketWire(self.ns, ifname, "10.71.0.2", "10.71.0.9", self._shutdown)
+            self.wire6 = PacketSocketWire(self.ns, ifname, "fd71::2", "fd71::9", self._shutdown)
         except BaseException:
             self.close()
             raise
@@ -252,17 +295,29 @@ class OurTcp:
     async def _open(self, ifname: str):
         from stack import Stack
 
-        stack = await Stack.open_tun(ifname, ["10.71.0.2/24"], netns=self.ns)
+        stack = await Stack.open_tun(ifname, ["10.71.0.2/24", "fd71::2/64"], netns=self.ns)
         await stack.start_server(self._hold, None, PORT, backlog=4096)
         return stack
 
     async def _hold(self, reader, writer) -> None:
-        self.writers.append(writer)
+        self.writers[writer.get_extra_info("peername")[1]] = writer
+
+    def _shutdown(self, peer_port: int) -> None:
+        async def write_eof() -> None:
+            deadline = self.loop.time() + HANDSHAKE_TIMEOUT
+            while peer_port not in self.writers:  # the accept callback may trail the handshake's last ACK
+                if self.loop.time() > deadline:
+                    raise TimeoutError(f"no accepted connection from port {peer_port}")
+                await asyncio.sleep(0.002)
+            self.writers[peer_port].write_eof()
+
+        self._call(write_eof())
 
     def close(self) -> None:
         try:
-            if self.wire is not None:
-                self.wire.close()
+            for wire in (self.wire, self.wire6):
+                if wire is not None:
+                    wire.close()
             if self.stack is not None:
                 self._call(self.stack.close())
         finally:
@@ -295,6 +350,7 @@ class Session:
     rcv_nxt: int = 0
     rcv_wnd: int = 0
     synchronized: bool = False  # whether rcv_nxt and rcv_wnd come from the server's SYN-ACK
+    server_fin: int | None = None  # the sequence number of the server's FIN, once it has sent one
 
     def packet(self, flags: int, seq: int, ack: int, payload: bytes = b"", **faults) -> bytes:
         w = self.wire
@@ -302,7 +358,12 @@ class Session:
 
     def exchange(self, packet: bytes, timeout: float = QUIET, *, first: bool = False) -> list[TcpSegment]:
         self.wire.inject(packet)
-        return self.wire.capture(self.sport, timeout, first=first)
+        return self.wire.capture(self.sport, timeout, first=first, ignore=self._fin_retransmission)
+
+    def _fin_retransmission(self, seg: TcpSegment) -> bool:
+        """The server's FIN again, sent by its retransmission timer (200 ms minimum in both TCPs) while the peer
+        leaves it unacknowledged: not a reply to anything, so not part of any class."""
+        return self.server_fin is not None and seg.flags & FIN != 0 and seg.seq == self.server_fin
 
     def half_open(self) -> "Session":
         """SYN from the peer and the server's SYN-ACK, left unacknowledged: the server is SYN-RECEIVED."""
@@ -330,6 +391,51 @@ class Session:
         self.snd_nxt = (self.snd_nxt + 1) & MASK
         assert replies and replies[0].flags == ACK and replies[0].ack == self.snd_nxt, f"FIN not acked: {replies}"
         self.rcv_wnd = replies[0].window  # Linux's window may have moved since its SYN-ACK
+        return self
+
+    def await_server_fin(self) -> "Session":
+        """Half-close the server's end and capture its FIN; the peer does not acknowledge it (``rcv_nxt`` stays
+        at the FIN's sequence number, so the probes acknowledge everything but the FIN)."""
+        self.wire.shutdown_write(self.sport)
+        replies = self.wire.capture(self.sport, HANDSHAKE_TIMEOUT, first=True)
+        assert replies and replies[0].flags == FIN | ACK, f"no FIN from the server: {replies}"
+        fin = replies[0]
+        assert fin.seq == self.rcv_nxt and fin.ack == self.snd_nxt and not fin.payload, f"odd FIN: {fin}"
+        self.server_fin = fin.seq
+        self.rcv_wnd = fin.window
+        return self
+
+    def _peer_fin(self) -> None:
+        """The peer's FIN, acknowledging what ``rcv_nxt`` says (the server's FIN or not), and the server's ACK."""
+        replies = self.exchange(self.packet(FIN | ACK, self.snd_nxt, self.rcv_nxt), HANDSHAKE_TIMEOUT, first=True)
+        self.snd_nxt = (self.snd_nxt + 1) & MASK
+        assert replies and replies[0].flags == ACK and replies[0].ack == self.snd_nxt, f"FIN not acked: {replies}"
+        self.rcv_wnd = replies[0].window
+
+    def fin_wait_1(self) -> "Session":
+        """The handshake, then the server half-closes: it is FIN-WAIT-1, its FIN unacknowledged."""
+        return self.open().await_server_fin()
+
+    def fin_wait_2(self) -> "Session":
+        """FIN-WAIT-1, then the peer acknowledges the server's FIN (which draws no reply): FIN-WAIT-2."""
+        self.fin_wait_1()
+        self.rcv_nxt = (self.rcv_nxt + 1) & MASK
+        self.wire.inject(self.packet(ACK, self.snd_nxt, self.rcv_nxt))
+        return self
+
+    def closing(self) -> "Session":
+        """FIN-WAIT-1, then the peer's FIN crosses the server's (it does not acknowledge the server's FIN): the
+        server acknowledges it and is CLOSING."""
+        self.fin_wait_1()._peer_fin()
+        return self
+
+    def last_ack(self) -> "Session":
+        """CLOSE-WAIT, then the server half-closes: it is LAST-ACK, its FIN unacknowledged."""
+        return self.open_and_close().await_server_fin()
+
+    def time_wait(self) -> "Session":
+        """FIN-WAIT-2, then the peer's FIN, which the server acknowledges: it is TIME-WAIT."""
+        self.fin_wait_2()._peer_fin()
         return self
 
     def alive(self) -> str:
@@ -406,6 +512,11 @@ STATES: dict[str, Callable[[Session], Session]] = {
     "SYN-RECEIVED": Session.half_open,
     "ESTABLISHED": Session.open,
     "CLOSE-WAIT": Session.open_and_close,
+    "FIN-WAIT-1": Session.fin_wait_1,
+    "FIN-WAIT-2": Session.fin_wait_2,
+    "CLOSING": Session.closing,
+    "LAST-ACK": Session.last_ack,
+    "TIME-WAIT": Session.time_wait,
 }
 
 
@@ -423,8 +534,10 @@ def in_state(state: str) -> Callable[[Wire, Probe], str]:
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="conformance")
 
 
-def on_both(linux: LinuxTcp, ours: OurTcp, run: Callable[[Wire, Probe], str], probe: Probe) -> tuple[str, str]:
+def on_both(
+    linux: LinuxTcp, ours: OurTcp, run: Callable[[Wire, Probe], str], probe: Probe, *, ipv6: bool = False
+) -> tuple[str, str]:
     """Run the same case against both TCPs at once (they share nothing), returning (Linux class, our class)."""
-    theirs = _pool.submit(run, linux.wire, probe)
-    mine = _pool.submit(run, ours.wire, probe)
+    theirs = _pool.submit(run, linux.wire6 if ipv6 else linux.wire, probe)
+    mine = _pool.submit(run, ours.wire6 if ipv6 else ours.wire, probe)
     return theirs.result(30), mine.result(30)

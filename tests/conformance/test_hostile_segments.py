@@ -23,29 +23,34 @@ FAULTS = {
     "option-past-the-header": (("options", bytes((1, 1, 8, 10))),),  # NOP NOP timestamps(10) with 2 bytes left
     "ipv4-ihl-beyond-the-packet": (("ihl", 15),),  # RFC 791 §3.1: 60 header bytes claimed, 40 present
 }
+# IPv6 has no IHL; its own header fault is a payload length running past the packet (RFC 8200 §3).
+FAULTS_IPV6 = {name: faults for name, faults in FAULTS.items() if name != "ipv4-ihl-beyond-the-packet"}
+FAULTS_IPV6["ipv6-payload-length-beyond-the-packet"] = (("ipv6_payload_extra", 20),)
 FLAG_SETS = {"all-flags": 0xFF, "no-flags": 0}
 
 KNOWN: dict[str, Known] = {}
 
 
-def _case(case_id: str, runner, probe: Probe):
+def _case(case_id: str, runner, probe: Probe, ipv6: bool):
+    case_id = f"ipv6-{case_id}" if ipv6 else case_id
     known = KNOWN.get(case_id)
     marks = [pytest.mark.xfail(strict=True, reason=known.clause)] if known and known.ours_wrong else []
-    return pytest.param(runner, probe, known, id=case_id, marks=marks)
+    return pytest.param(runner, probe, known, ipv6, id=case_id, marks=marks)
 
 
 def _cases():
     established = in_state("ESTABLISHED")
-    for name, faults in FAULTS.items():
-        yield _case(f"listener-{name}", against_listener, Probe(SYN, faults=faults))
-        yield _case(f"established-{name}", established, Probe(PSH | ACK, payload=b"x", faults=faults))
-    for name, flags in FLAG_SETS.items():
-        yield _case(f"listener-{name}", against_listener, Probe(flags))
-        yield _case(f"established-{name}", established, Probe(flags, payload=b"x"))
+    for ipv6, faults_by_name in ((False, FAULTS), (True, FAULTS_IPV6)):
+        for name, faults in faults_by_name.items():
+            yield _case(f"listener-{name}", against_listener, Probe(SYN, faults=faults), ipv6)
+            yield _case(f"established-{name}", established, Probe(PSH | ACK, payload=b"x", faults=faults), ipv6)
+        for name, flags in FLAG_SETS.items():
+            yield _case(f"listener-{name}", against_listener, Probe(flags), ipv6)
+            yield _case(f"established-{name}", established, Probe(flags, payload=b"x"), ipv6)
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("runner", "probe", "known"), list(_cases()))
-def test_hostile_segment_is_handled_like_linux(linux, ours, runner, probe, known):
-    linux_class, our_class = on_both(linux, ours, runner, probe)
+@pytest.mark.parametrize(("runner", "probe", "known", "ipv6"), list(_cases()))
+def test_hostile_segment_is_handled_like_linux(linux, ours, runner, probe, known, ipv6):
+    linux_class, our_class = on_both(linux, ours, runner, probe, ipv6=ipv6)
     check(linux_class, our_class, known)

@@ -1,5 +1,7 @@
 """RFC 9293 §3.10.7 and RFC 5961, state by segment: the reply class Linux gives for each crafted segment against
 the reply class our stack gives for the same segment, with the connection's fate after it (``alive``/``reset``).
+IPv4 covers every state from LISTEN to TIME-WAIT (the closing states in which the server closes first come from
+a half-close of its application, see ``harness.Session``); IPv6 repeats the LISTEN and ESTABLISHED rows.
 
 Each case passes when the two classes are equal, or equal to the documented pair in ``KNOWN`` where we differ on
 purpose (the RFC clause is in the entry). Where our stack is wrong, the case is ``xfail(strict=True)`` with the
@@ -58,15 +60,38 @@ RST_AT_FIN = (
     'expected sequence number (RCV.NXT)"; Linux (tcp_reset_check) also accepts RCV.NXT-1 in CLOSE-WAIT, LAST-ACK '
     "and CLOSING, for peers that reset with the sequence number of their FIN. We follow the RFC"
 )
+TIME_WAIT_RST_IN_WINDOW = (
+    'RFC 5961 §3.2: "If the RST bit is set and the sequence number does not exactly match the next expected '
+    'sequence value, yet is within the current receive window, TCP MUST send an acknowledgment (challenge ACK)"; '
+    "Linux's TIME-WAIT mini-socket drops every RST not at RCV.NXT silently. We follow the RFC"
+)
+TIME_WAIT_REOPEN_FATE = (
+    "Both reopen TIME-WAIT on a SYN beyond RCV.NXT (RFC 9293 §3.6.1 MAY-2, RFC 6191) and answer SYN,ACK; the fate "
+    "check's out-of-window ACK (acknowledging the old incarnation) then meets the new embryonic connection. RFC "
+    '9293 §3.10.7.4 checks the sequence number first ("If an incoming segment is not acceptable, an '
+    'acknowledgment should be sent in reply"): we send that ACK. Linux (tcp_check_req) tests the ACK number '
+    "before the window and resets. We follow the RFC order"
+)
 
 KNOWN: dict[str, Known] = {}
-for _state in ("SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT"):
+for _state in ("SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "LAST-ACK"):
     KNOWN[f"{_state}-ACK-at-right-edge"] = Known("NONE / alive", "ACK ack=rcv.nxt / alive", RIGHT_EDGE)
     for _kind in ("RST", "RST-ACK"):
         KNOWN[f"{_state}-{_kind}-at-right-edge"] = Known("ACK ack=rcv.nxt / alive", "NONE / alive", RST_RIGHT_EDGE)
-KNOWN["CLOSE-WAIT-FIN-at-right-edge"] = Known("NONE / alive", "ACK ack=rcv.nxt / alive", RIGHT_EDGE)
-for _kind in ("RST", "RST-ACK"):
-    KNOWN[f"CLOSE-WAIT-{_kind}-at-rcv.nxt-1"] = Known("NONE / reset", "NONE / alive", RST_AT_FIN)
+# After the peer's FIN, Linux ignores a FIN in its window; at the right edge only we see it as outside and ACK it.
+for _state in ("CLOSE-WAIT", "CLOSING", "LAST-ACK"):
+    KNOWN[f"{_state}-FIN-at-right-edge"] = Known("NONE / alive", "ACK ack=rcv.nxt / alive", RIGHT_EDGE)
+    for _kind in ("RST", "RST-ACK"):
+        KNOWN[f"{_state}-{_kind}-at-rcv.nxt-1"] = Known("NONE / reset", "NONE / alive", RST_AT_FIN)
+for _position in ("inside", "last-in-window"):
+    for _kind in ("RST", "RST-ACK"):
+        KNOWN[f"TIME-WAIT-{_kind}-at-{_position}"] = Known(
+            "NONE / alive", "ACK ack=rcv.nxt / alive", TIME_WAIT_RST_IN_WINDOW
+        )
+for _position in ("inside", "last-in-window", "right-edge", "beyond"):
+    KNOWN[f"TIME-WAIT-SYN-at-{_position}"] = Known(
+        "SYN|ACK ack=seg.end / reset", "SYN|ACK ack=seg.end / alive", TIME_WAIT_REOPEN_FATE
+    )
 for _position in ("rcv.nxt", "inside", "last-in-window"):
     KNOWN[f"SYN-RECEIVED-SYN-at-{_position}"] = Known(
         "RST|ACK ack=seg.end / reset", "NONE / reset", SYN_IN_SYN_RECEIVED
@@ -76,20 +101,27 @@ for _position in ("rcv.nxt", "inside", "last-in-window"):
     )
 
 
-def _case(case_id: str, runner, probe: Probe):
-    known = KNOWN.get(case_id)
+def _case(case_id: str, runner, probe: Probe, ipv6: bool = False):
+    """IPv6 cases are named ``ipv6-<the IPv4 case>`` and share its KNOWN entry: the protocol logic is the same."""
+    known = KNOWN.get(f"ipv6-{case_id}" if ipv6 else case_id, KNOWN.get(case_id))
     marks = [pytest.mark.xfail(strict=True, reason=known.clause)] if known and known.ours_wrong else []
-    return pytest.param(runner, probe, known, id=case_id, marks=marks)
+    return pytest.param(runner, probe, known, ipv6, id=f"ipv6-{case_id}" if ipv6 else case_id, marks=marks)
+
+
+IPV6_STATES = ("LISTEN", "ESTABLISHED")
 
 
 def _cases():
-    for kind, (flags, payload) in {**KINDS, **LISTEN_EXTRA}.items():
-        yield _case(f"LISTEN-{kind}", against_listener, Probe(flags, payload=payload))
-    for state in STATES:
-        runner = in_state(state)
-        for kind, (flags, payload) in KINDS.items():
-            for position in POSITIONS:
-                yield _case(f"{state}-{kind}-at-{position}", runner, Probe(flags, position, payload))
+    for ipv6 in (False, True):
+        for kind, (flags, payload) in {**KINDS, **LISTEN_EXTRA}.items():
+            yield _case(f"LISTEN-{kind}", against_listener, Probe(flags, payload=payload), ipv6)
+        for state in STATES:
+            if ipv6 and state not in IPV6_STATES:
+                continue
+            runner = in_state(state)
+            for kind, (flags, payload) in KINDS.items():
+                for position in POSITIONS:
+                    yield _case(f"{state}-{kind}-at-{position}", runner, Probe(flags, position, payload), ipv6)
 
 
 def check(linux_class: str, our_class: str, known: Known | None) -> None:
@@ -100,7 +132,7 @@ def check(linux_class: str, our_class: str, known: Known | None) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(("runner", "probe", "known"), list(_cases()))
-def test_reply_class_matches_linux(linux, ours, runner, probe, known):
-    linux_class, our_class = on_both(linux, ours, runner, probe)
+@pytest.mark.parametrize(("runner", "probe", "known", "ipv6"), list(_cases()))
+def test_reply_class_matches_linux(linux, ours, runner, probe, known, ipv6):
+    linux_class, our_class = on_both(linux, ours, runner, probe, ipv6=ipv6)
     check(linux_class, our_class, known)
