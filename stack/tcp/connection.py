@@ -24,6 +24,7 @@ from .events import (
     PeerClosed,
     Reset,
     SendSpace,
+    SendWatermark,
     SoftError,
     UrgentData,
 )
@@ -76,6 +77,7 @@ class Connection:
         self._send_blocked = False
         self._probe_due = False
         self._keepalive_due = False
+        self._watermark: int | None = None
         self.keepalive = Keepalive(config.keepalive, 0.0)
         self.challenge_acks = RateLimit(config.challenge_acks_per_second)
         self._reading_paused = False
@@ -187,6 +189,17 @@ class Connection:
         """End TIME-WAIT early because a new incarnation of this 4-tuple is opening (RFC 9293 §3.6.1)."""
         if self.state is State.TIME_WAIT:
             self._terminate(CloseReason.NORMAL, now)
+
+    def set_send_limit(self, seq: int | None) -> None:
+        """Send no new data or FIN at or beyond sequence number ``seq`` (None lifts the limit). Retransmissions
+        are unaffected. The anycast node fences a connection here until its peers know who owns it."""
+        self.tx.send_limit = seq
+        self._changed()
+
+    def set_send_watermark(self, seq: int | None) -> None:
+        """Emit ``SendWatermark(seq)`` once SND.NXT reaches ``seq`` (None clears the mark)."""
+        self._watermark = seq
+        self._changed()
 
     def set_keepalive(self, settings: KeepaliveSettings, now: float) -> None:
         """RFC 9293 (MUST-24): switch keep-alives on or off, or retune them, for this connection."""
@@ -380,6 +393,10 @@ class Connection:
             # unacceptable, lose its acknowledgment and draw an ACK back, forever (Linux: tcp_acceptable_seq).
             out.append(self._segment(tx.snd_nxt, ACK, now))
         self.segments_sent += len(out)
+        mark = self._watermark
+        if mark is not None and out and not seq_lt(tx.snd_nxt, mark):
+            self._watermark = None
+            self._emit(SendWatermark(mark))
         return out
 
     def _syn_segment(self, with_ack: bool, now: float) -> TcpSegment:

@@ -51,6 +51,13 @@ class UrgentData:
 
 
 @dataclass(frozen=True, slots=True)
+class SendWatermark:
+    """SND.NXT has reached the mark set with ``Connection.set_send_watermark`` (once per mark)."""
+
+    mark: int
+
+
+@dataclass(frozen=True, slots=True)
 class SoftError:
     """RFC 9293 §3.9.1.8 (MUST-47): an ICMP soft error about this connection; it goes on."""
 
@@ -64,4 +71,4 @@ class Closed:
     reason: CloseReason
 
 
-Event = Established | DataReceived | SendSpace | PeerClosed | Reset | UrgentData | SoftError | Closed
+Event = Established | DataReceived | SendSpace | PeerClosed | Reset | UrgentData | SendWatermark | SoftError | Closed

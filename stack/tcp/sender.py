@@ -56,6 +56,7 @@ class Sender:
         "rtt",
         "rtx_since",
         "sack_ok",
+        "send_limit",
         "snd_nxt",
         "snd_una",
         "snd_up",
@@ -95,6 +96,7 @@ class Sender:
         self.fin_queued = False
         self.snd_up = 0  # SND.UP as an offset: just past the last urgent byte queued (RFC 9293 MUST-62)
         self.nodelay = config.nodelay
+        self.send_limit: int | None = None  # a sequence number no new data or FIN may reach (set by the host)
         self.eff_mss = send_mss
         self.cc: CongestionControl = make_congestion_control(
             config.congestion_control, send_mss, config.initial_window_segments
@@ -408,23 +410,29 @@ class Sender:
             return record.start, record.end, record.fin, True
         nxt, data_end = self.nxt_off, self.data_end
         available = data_end - nxt
+        fence = None if self.send_limit is None else self.una_off + seq_sub(self.send_limit, self.snd_una) - nxt
         if available > 0:
             rwnd_room = self.una_off + self.snd_wnd - nxt
             room = rwnd_room if self.tlp_due or force else min(rwnd_room, cc.cwnd - self.pipe)
+            fenced = fence is not None and fence < room
+            if fenced:
+                room = fence  # nothing new beyond the host's fence (it lifts it and touches the connection)
             n = min(self.eff_mss, available, room)
             if n <= 0:
                 if self.tlp_due:
                     return self._probe_tail(now)
-                if self.snd_wnd == 0 or nxt == self.una_off:
+                # Probe a closed or tiny window, but not the host's fence: the window is not what holds us back.
+                if (fence is None or fence > 0) and (self.snd_wnd == 0 or nxt == self.una_off):
                     self.arm_persist(now)
                 return None
-            if n < self.eff_mss and not (force or self.tlp_due or self._small_segment_ok(n, available)):
+            # A segment cut short by the fence may go: SWS avoidance protects the receiver's window, not our fence.
+            if n < self.eff_mss and not (force or fenced or self.tlp_due or self._small_segment_ok(n, available)):
                 if nxt == self.una_off:
                     self.arm_persist(now)
                 return None
             fin = self.fin_queued and nxt + n == data_end
             return self._new(nxt, nxt + n + fin, fin, now)
-        if available == 0 and self.fin_queued:
+        if available == 0 and self.fin_queued and (fence is None or fence > 0):
             return self._new(nxt, nxt + 1, True, now)  # the FIN alone; like Linux, whatever the windows
         if self.tlp_due:
             return self._probe_tail(now)

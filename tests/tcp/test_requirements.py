@@ -261,3 +261,26 @@ def test_must_48_dscp_is_carried_in_every_segment_of_the_connection():
     assert (int.from_bytes(v6[:4], "big") >> 20) & 0xFF == 10 << 2  # IPv6 Traffic Class
     with pytest.raises(ValueError, match="dscp=64 is out of range"):
         dataclasses.replace(CONFIG, dscp=64)
+
+
+# --- the send fence and watermark the anycast node uses (issue 5: "a general per-connection send limit") -------
+
+
+def test_send_limit_stops_new_data_and_the_fin_at_the_fence_and_lifting_it_resumes():
+    from stack.tcp.events import SendWatermark
+    from stack.wire import FIN
+
+    conn = established(dataclasses.replace(CONFIG, nodelay=True))
+    conn.set_send_limit(local_seq(1 + 1000))
+    conn.send(b"a" * 3000)
+    conn.shutdown_write(0.0)
+    out = conn.segments_to_send(0.0)
+    assert sum(len(s.payload) for s in out) == 1000 and not any(s.flags & FIN for s in out)
+    deliver(conn, seg(remote_seq(1), local_seq(1001)))
+    assert conn.segments_to_send(0.0) == []  # acknowledged, still fenced, and no window probe either
+    assert conn.get_timer() is None
+    conn.set_send_watermark(local_seq(2500))
+    conn.set_send_limit(None)
+    out = conn.segments_to_send(0.0)
+    assert sum(len(s.payload) for s in out) == 2000 and out[-1].flags & FIN
+    assert events(conn) == [SendWatermark(local_seq(2500))]
