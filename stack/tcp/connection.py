@@ -353,7 +353,7 @@ class Connection:
             return
         tx.on_retransmit_timeout(now, handshake)
         if tx.timeouts == self.config.r1:
-            _log.debug("tcp.r1_reached", conn=repr(self), timeouts=tx.timeouts)
+            _log.debug("tcp.r1_reached", conn=self, timeouts=tx.timeouts)
 
     # ---------------------------------------------------------------------------------------------------------
     # Output
@@ -766,7 +766,7 @@ class Connection:
     def _set_state(self, new: State, now: float) -> None:
         old = self.state
         self.state = new
-        _log.debug("tcp.state", conn=repr(self), old=str(old), new=str(new))
+        _log.debug("tcp.state", conn=self, old=old, new=new)  # formatted only if debug logging is on
         if new is State.SYN_SENT or new is State.SYN_RECEIVED:
             self.tx.syn_due = True  # our SYN (or SYN,ACK) goes out next
         if new is State.ESTABLISHED:

@@ -19,6 +19,8 @@ class State(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    __repr__ = __str__  # logs render values with repr: "SYN-SENT" reads better than "<State.SYN_SENT: ...>"
+
 
 # RFC 9293 §3.10.7.4: the states in which sequence numbers of both sides are known.
 SYNCHRONIZED = frozenset(
