@@ -89,7 +89,6 @@ class Connection:
         self.segments_sent = 0
         self.wscale_ok = False  # RFC 7323 §2: agreed in the SYN exchange
         self.ts = Timestamps(iss)
-        self.icmp_ignored = 0
         self.soft_error: str | None = None  # the latest ICMP soft error (RFC 9293 SHLD-25)
 
     def __repr__(self) -> str:
@@ -246,8 +245,7 @@ class Connection:
         else:
             valid = not seq_lt(seq, tx.snd_una) and seq_lt(seq, tx.snd_nxt)
         if not valid:
-            self.icmp_ignored += 1
-            return False
+            return False  # the host counts it (drops["icmp_out_of_window"])
         if error.kind is IcmpKind.PATH_MTU:
             if error.mtu is not None:
                 ipv4 = len(self.remote_addr) == 4

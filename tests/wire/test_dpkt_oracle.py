@@ -131,11 +131,9 @@ def test_parse_options_agrees_with_dpkt_parse_opts_where_the_list_is_well_formed
         assert ours == theirs
 
 
-@given(seg=tcp_segments(), addresses=ADDRESS_PAIR, raw=raw_options())
-def test_we_read_tcp_segments_dpkt_builds_with_any_option_bytes(seg, addresses, raw):
-    src, dst = addresses
-    raw += bytes(-len(raw) % 4)
-    tcp = dpkt.tcp.TCP(
+def dpkt_tcp(seg, raw: bytes) -> dpkt.tcp.TCP:
+    """The segment built by dpkt with ``raw`` (4-byte aligned) option bytes and a zero checksum for dpkt to fill."""
+    return dpkt.tcp.TCP(
         sport=seg.src_port,
         dport=seg.dst_port,
         seq=seg.seq,
@@ -146,8 +144,15 @@ def test_we_read_tcp_segments_dpkt_builds_with_any_option_bytes(seg, addresses, 
         sum=0,
         opts=raw,
         data=seg.payload,
+        off=5 + len(raw) // 4,
     )
-    tcp.off = 5 + len(raw) // 4
+
+
+@given(seg=tcp_segments(), addresses=ADDRESS_PAIR, raw=raw_options())
+def test_we_read_tcp_segments_dpkt_builds_with_any_option_bytes(seg, addresses, raw):
+    src, dst = addresses
+    raw += bytes(-len(raw) % 4)
+    tcp = dpkt_tcp(seg, raw)
     if len(src) == 4:
         wire = bytes(dpkt.ip.IP(src=src, dst=dst, p=PROTO_TCP, ttl=33, id=0x4242, data=tcp))
     else:
@@ -175,19 +180,7 @@ def test_we_read_tcp_segments_dpkt_builds_with_any_option_bytes(seg, addresses, 
 def test_we_read_dpkt_built_segments_with_our_encoded_options(seg, addresses):
     src, dst = addresses
     raw = build_options(seg.options)
-    tcp = dpkt.tcp.TCP(
-        sport=seg.src_port,
-        dport=seg.dst_port,
-        seq=seg.seq,
-        ack=seg.ack,
-        flags=seg.flags,
-        win=seg.window,
-        urp=seg.urgent,
-        sum=0,
-        opts=raw,
-        data=seg.payload,
-        off=5 + len(raw) // 4,
-    )
+    tcp = dpkt_tcp(seg, raw)
     if len(src) == 4:
         wire = bytes(dpkt.ip.IP(src=src, dst=dst, p=PROTO_TCP, data=tcp))
     else:
