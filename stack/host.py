@@ -48,6 +48,10 @@ TCP_HEADER = 20
 
 UnmatchedHandler = Callable[["Host", IpPacket, TcpSegment, float], None]
 UnmatchedIcmpHandler = Callable[["Host", IpPacket, IcmpMessage, QuotedTcp, float], None]
+# Offered a segment whose ACK a half-open (SYN-RECEIVED) connection cannot accept; True means the policy took it
+# and the half-open connection is discarded silently instead of answering with the RST of RFC 9293 §3.10.7.4.
+ForeignAckHandler = Callable[["Host", IpPacket, TcpSegment, float], bool]
+ConnectionHook = Callable[[Connection], None]
 
 
 def reset_unmatched(host: "Host", packet: IpPacket, seg: TcpSegment, now: float) -> None:
@@ -87,6 +91,9 @@ class Host:
         isn_source: IsnSource | None = None,
         unmatched: UnmatchedHandler = reset_unmatched,
         unmatched_icmp: UnmatchedIcmpHandler = drop_unmatched_icmp,
+        foreign_ack: ForeignAckHandler | None = None,
+        on_open: ConnectionHook | None = None,
+        on_close: ConnectionHook | None = None,
         ttl: int = 64,
     ) -> None:
         self.addresses: frozenset[Address] = frozenset(packed(a) for a in addresses)
@@ -104,6 +111,9 @@ class Host:
         self.isn_source: IsnSource = isn_source or Rfc6528Isn(secret)
         self.unmatched = unmatched
         self.unmatched_icmp = unmatched_icmp
+        self.foreign_ack = foreign_ack
+        self.on_open = on_open  # called with every connection entering the table, before its first segment
+        self.on_close = on_close  # called with every connection leaving it (CLOSED, TIME-WAIT over included)
         self.connections: dict[tuple[Address, int, Address, int], Connection] = {}
         self.listeners: dict[tuple[Address | None, int], Listener] = {}
         self._embryonic: dict[Connection, Listener | None] = {}  # passive, not yet announced to the application
@@ -283,9 +293,14 @@ class Host:
         """Demultiplex one parsed, checksum-verified segment."""
         conn = self.connections.get((packet.dst, seg.dst_port, packet.src, seg.src_port))
         if conn is not None:
-            if conn.state is State.TIME_WAIT and self._reopens_time_wait(conn, seg):
+            state = conn.state
+            if state is State.TIME_WAIT and self._reopens_time_wait(conn, seg):
                 conn.expire_time_wait(now)
                 self._forget(conn)
+            elif state is State.SYN_RECEIVED and self._foreign_ack_taken(conn, packet, seg, now):
+                conn.discard(now)
+                self._dirty[conn] = None
+                return
             else:
                 conn.receive_segment(seg, now)
                 self._dirty[conn] = None
@@ -301,6 +316,14 @@ class Host:
                     self.drops["listen_no_ack"] += 1
                 return
         self.unmatched(self, packet, seg, now)
+
+    def _foreign_ack_taken(self, conn: Connection, packet: IpPacket, seg: TcpSegment, now: float) -> bool:
+        return (
+            self.foreign_ack is not None
+            and seg.flags & (ACK | RST) == ACK
+            and not conn.tx.ack_acceptable(seg.ack)
+            and self.foreign_ack(self, packet, seg, now)
+        )
 
     def _reopens_time_wait(self, conn: Connection, seg: TcpSegment) -> bool:
         """RFC 9293 §3.6.1 (MAY-2), RFC 6191: a new SYN may reopen a connection in TIME-WAIT if its sequence
@@ -399,12 +422,16 @@ class Host:
         conn.on_change = self._on_change
         self.connections[(local, local_port, remote, remote_port)] = conn
         self._dirty[conn] = None
+        if self.on_open is not None:
+            self.on_open(conn)
         return conn
 
     def _forget(self, conn: Connection) -> None:
         key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
         if self.connections.get(key) is conn:
             del self.connections[key]
+            if self.on_close is not None:
+                self.on_close(conn)
         self._armed.pop(conn, None)
         listener = self._embryonic.get(conn)
         if listener is not None:

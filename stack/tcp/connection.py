@@ -184,6 +184,12 @@ class Connection:
             self._queue_control(self.tx.snd_nxt, RST | ACK, self.rx.rcv_nxt)
         self._terminate(CloseReason.ABORTED, now)
 
+    def discard(self, now: float) -> None:
+        """Forget a half-open passive connection without a word (no RST): the anycast node does this when the
+        client completed its handshake with another node, whose bytes its ACK acknowledges."""
+        if self.state is State.SYN_RECEIVED:
+            self._terminate(CloseReason.ABORTED, now)
+
     def expire_time_wait(self, now: float) -> None:
         """End TIME-WAIT early because a new incarnation of this 4-tuple is opening (RFC 9293 §3.6.1)."""
         if self.state is State.TIME_WAIT:
