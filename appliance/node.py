@@ -18,8 +18,6 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tunnel.encap import Kind, Opener, Sealer, overhead
-
 from stack.host import Host, reset_unmatched
 from stack.seq import SEQ_MOD
 from stack.tcp.config import TcpConfig
@@ -27,6 +25,7 @@ from stack.tcp.connection import Connection
 from stack.tcp.events import Event, SendWatermark
 from stack.tcp.state import State
 from stack.wire import ACK, SYN, IcmpMessage, IpPacket, QuotedTcp, TcpSegment
+from tunnel.encap import Kind, Opener, Sealer, overhead
 from tunnel.keys import ClusterKeys
 
 from . import control
@@ -513,4 +512,3 @@ class AnycastNode:
             "tunnel_drops": dict(self.opener.drops),
             "host_drops": dict(self.host.drops),
         }
-

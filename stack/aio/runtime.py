@@ -20,6 +20,9 @@ READ_BATCH = 64  # packets per read before yielding to the loop
 
 
 class Runtime:
+    """Drives ``host``: a Host, or anything with its driving interface (receive_packet, next_event,
+    packets_to_send, get_timer, handle_timer), such as the anycast node."""
+
     def __init__(self, host: Host, device, loop: asyncio.AbstractEventLoop) -> None:
         self.host = host
         self.device = device
@@ -34,6 +37,7 @@ class Runtime:
         self._device_next = getattr(device, "next_wakeup", None)
         self._flush_scheduled = False
         self._closed = False
+        self.after_output: Callable[[], None] | None = None  # more output to write at each flush (the node's UDP)
         fd = device.fileno()
         if fd is not None:
             loop.add_reader(fd, self._on_readable)
@@ -61,8 +65,13 @@ class Runtime:
         self._flush()
 
     def inject(self, packet: bytes) -> None:
-        """Process one packet as if read from the device (the anycast node uses this for forwarded segments)."""
-        self.host.receive_packet(packet, self.loop.time())
+        """Process one packet as if read from the device."""
+        self.feed(self.host.receive_packet, packet)
+
+    def feed(self, receive: Callable[[bytes, float], None], data: bytes) -> None:
+        """Input from another source than the device (the anycast node's peer datagrams): ``receive(data, now)``,
+        then events and one flush per loop turn, as for device input."""
+        receive(data, self.loop.time())
         self._dispatch()
         self.schedule_flush()
 
@@ -113,6 +122,8 @@ class Runtime:
         if packets:
             self.device.write_batch(packets)
         self._dispatch()
+        if self.after_output is not None:
+            self.after_output()
         if self._device_next is not None:
             self._arm_device_wakeup()
         deadline = self.host.get_timer()

@@ -60,13 +60,16 @@ class Stack:
         self.loop = asyncio.get_running_loop()
         self.device = device
         self.addresses = ifaces
-        self.host = Host(
-            [str(i.ip) for i in ifaces], secret=secret or os.urandom(32), mtu=device.mtu, config=config, ttl=ttl
-        )
-        self.runtime = Runtime(self.host, device, self.loop)
+        engine = self._make_engine([str(i.ip) for i in ifaces], secret or os.urandom(32), device.mtu, config, ttl)
+        self.host: Host = engine.host if hasattr(engine, "host") else engine
+        self.runtime = Runtime(engine, device, self.loop)
         self.runtime.accept = self._accept
         self._servers: dict[tuple[bytes | None, int], Server] = {}
         self._closed = False
+
+    def _make_engine(self, addresses: list[str], secret: bytes, mtu: int, config: TcpConfig | None, ttl: int):
+        """What the runtime drives: a plain Host here; the anycast node's stack drives its node instead."""
+        return Host(addresses, secret=secret, mtu=mtu, config=config, ttl=ttl)
 
     @classmethod
     async def open_tun(
