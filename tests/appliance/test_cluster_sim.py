@@ -6,6 +6,7 @@ client; only a connection's owner ever answers its client (other nodes forward);
 closed, every node's claims are gone.
 """
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,23 +129,23 @@ def test_partition_between_peers_heals_by_resync():
         assert not node.own and len(node.claims) == 0
 
 
-def test_dead_owner_policy_rst_fails_fast_and_drop_waits():
-    for policy in (DeadOwner.RST, DeadOwner.DROP):
-        sim = cluster(seed=6, mean_dwell=None, dead_owner=policy)
-        clients = download(sim, [50 * MiB])
-        sim.run(lambda: next(iter(clients.downloads.values())).received > 1 * MiB, max_time=60)
-        (owner,) = [i for i, n in sim.nodes.items() if n.host.connections]
-        sim.kill(owner)
-        (d,) = clients.downloads.values()
-        d.conn.send(b"are you there?")  # a receiver notices nothing until it next speaks
-        sim.run(clients.all_done, max_time=sim.now + 5.0)
-        others = [n for i, n in sim.nodes.items() if i != owner]
-        if policy is DeadOwner.RST:
-            assert d.reset and d.closed is not None, "the client should have been reset on the dead owner's behalf"
-            assert sum(n.counters["dead_owner_reset"] for n in others) >= 1
-        else:
-            assert not d.done, "with drop the client keeps retrying"
-            assert sum(n.counters["dead_owner_dropped"] for n in others) >= 1
+@pytest.mark.parametrize("policy", list(DeadOwner))
+def test_dead_owner_policy_rst_fails_fast_and_drop_waits(policy):
+    sim = cluster(seed=6, mean_dwell=None, dead_owner=policy)
+    clients = download(sim, [50 * MiB])
+    (d,) = clients.downloads.values()
+    sim.run(lambda: d.received > 1 * MiB, max_time=60)
+    (owner,) = [i for i, n in sim.nodes.items() if n.host.connections]
+    sim.kill(owner)
+    d.conn.send(b"are you there?")  # a receiver notices nothing until it next speaks
+    sim.run(clients.all_done, max_time=sim.now + 5.0)
+    others = [n for i, n in sim.nodes.items() if i != owner]
+    if policy is DeadOwner.RST:
+        assert d.reset and d.closed is not None, "the client should have been reset on the dead owner's behalf"
+        assert sum(n.counters["dead_owner_reset"] for n in others) >= 1
+    else:
+        assert not d.done, "with drop the client keeps retrying"
+        assert sum(n.counters["dead_owner_dropped"] for n in others) >= 1
 
 
 def test_restarted_owner_resets_what_it_forgot_and_peers_drop_its_claims():
