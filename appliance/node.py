@@ -198,7 +198,7 @@ class AnycastNode:
                 for batch in peer.retransmit(now):
                     self._send_control(peer, control.encode_batch(batch))
             if peer.next_heartbeat <= now:
-                self._send_control(peer, control.encode_heartbeat(self._heartbeat()))
+                self._send_control(peer, control.encode_heartbeat(self._heartbeat(peer)))
                 peer.next_heartbeat = now + self.cluster.timing.heartbeat_interval
 
     # -- the tunnel ------------------------------------------------------------------------------------------
@@ -236,6 +236,8 @@ class AnycastNode:
         message = control.decode(opened.payload)
         if message is None:
             self.counters["control_malformed"] += 1
+        elif message.receiver != self.node_id:
+            self.counters["control_not_for_us"] += 1
         elif type(message) is Batch:
             self._on_batch(peer, message, now)
         elif type(message) is Ack:
@@ -389,7 +391,7 @@ class AnycastNode:
             if batch.seq != 1:
                 if peer.rx_epoch is None:
                     # We hold nothing of this stream (we restarted, or declared it dead): ask for a new epoch.
-                    self._send_control(peer, control.encode_ack(Ack(batch.epoch, 0)))
+                    self._send_control(peer, control.encode_ack(Ack(peer.id, batch.epoch, 0)))
                 return  # otherwise its first batch is still on the way
             peer.rx_epoch, peer.rx_expected, peer.staging = batch.epoch, 1, None
         elif batch.epoch < peer.rx_epoch:
@@ -402,7 +404,7 @@ class AnycastNode:
             peer.rx_expected += 1
         elif batch.seq > peer.rx_expected:
             self.counters["control_out_of_order"] += 1
-        self._send_control(peer, control.encode_ack(Ack(peer.rx_epoch, peer.rx_expected - 1)))
+        self._send_control(peer, control.encode_ack(Ack(peer.id, peer.rx_epoch, peer.rx_expected - 1)))
 
     def _apply(self, peer: Peer, ops: tuple) -> bool:
         claims, owner = self.claims, peer.id
@@ -435,10 +437,10 @@ class AnycastNode:
         for batch in peer.on_ack(ack.epoch, ack.seq, now):
             self._acknowledged(peer, batch, now)
 
-    def _heartbeat(self) -> Heartbeat:
+    def _heartbeat(self, peer: Peer) -> Heartbeat:
         digests = [(self.node_id, *self._own_set.summary())]
         digests.extend((owner, *self.claims.summary(owner)) for owner in self.claims.owners())
-        return Heartbeat(tuple(digests))
+        return Heartbeat(peer.id, tuple(digests))
 
     def _on_heartbeat(self, peer: Peer, heartbeat: Heartbeat) -> None:
         """The peer tells us what it holds of our claims; if it keeps disagreeing while nothing of ours is in

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .claims import FourTuple
 from .control import MAX_BATCH_BYTES, Batch, Entry, Op, op_size
 
-HEADER_BYTES = 12  # a batch's own header (control.py)
+HEADER_BYTES = 16  # a batch's own header (control.py)
 
 
 class Liveness(enum.Enum):
@@ -122,7 +122,7 @@ class Peer:
                 entry = pending.popleft()
                 ops.append(entry)
                 size += op_size(entry)
-            batch = Batch(self.tx_epoch, self._tx_next, tuple(ops))
+            batch = Batch(self.id, self.tx_epoch, self._tx_next, tuple(ops))
             self._tx_next += 1
             in_flight.append(_InFlight(batch, now))
             out.append(batch)
