@@ -35,13 +35,15 @@ Choices, and why:
 
 Every route change goes through one persistent ``ip -batch -`` process in the router namespace: the change and a
 ``route get`` that reads it back, so a flip costs no process spawn and returns once the kernel has applied it
-(about 0.1 ms median here; see ``RouteFlipper.latencies``).
+(measured here: 0.4 ms median, 1 ms worst in 400 flips, for both families; one ``ip`` spawn per flip takes 2 ms;
+see ``RouteFlipper.latencies``).
 """
 
 import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import subprocess
 import threading
@@ -81,31 +83,32 @@ def run_batch(ns: NetNamespace, lines: list[str]) -> None:
     if done.returncode != 0:
         message = done.stderr.strip()
         failed = ""
-        for word in message.replace(":", " ").split():
-            if word.isdigit() and 0 < int(word) <= len(lines):
-                failed = f" at `ip -n {ns.name} {lines[int(word) - 1]}`"
+        if (line := re.search(r"Command failed -:(\d+)", message)) and 0 < int(line[1]) <= len(lines):
+            failed = f" at `ip -n {ns.name} {lines[int(line[1]) - 1]}`"
         raise RuntimeError(f"`{' '.join(argv)}` failed{failed}: {message}")
 
 
-def _write_sysctls(settings: dict[str, str], rp_filter_off: bool) -> None:
-    """Runs inside a namespace (``call_inside``): /proc/sys/net is the calling thread's namespace's."""
-    for key, value in settings.items():
-        with open(os.path.join("/proc/sys", key.replace(".", "/")), "w") as f:
-            f.write(value)
-    if rp_filter_off:
-        # The effective value is max(all, interface), so every existing interface too; `default` covers later ones
-        # (the node's TUN).
-        for name in os.listdir("/proc/sys/net/ipv4/conf"):
-            with open(f"/proc/sys/net/ipv4/conf/{name}/rp_filter", "w") as f:
-                f.write("0")
-
-
-_ROUTER_SYSCTLS = {
+_FORWARDER_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv6.conf.all.forwarding": "1",
     "net.ipv4.conf.all.send_redirects": "0",
     "net.ipv4.conf.default.send_redirects": "0",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
 }
+
+
+def _make_forwarder() -> None:
+    """Forwarding on, redirects and reverse-path filtering off, in the namespace of the calling thread (run it with
+    ``call_inside``: /proc/sys/net belongs to the namespace of the thread that opens it)."""
+    for key, value in _FORWARDER_SYSCTLS.items():
+        with open(os.path.join("/proc/sys", key.replace(".", "/")), "w") as f:
+            f.write(value)
+    # The effective rp_filter is max(all, interface): so every existing interface as well; `default` covers the
+    # interfaces made later (the node's TUN).
+    for name in os.listdir("/proc/sys/net/ipv4/conf"):
+        with open(f"/proc/sys/net/ipv4/conf/{name}/rp_filter", "w") as f:
+            f.write("0")
 
 
 class _IpBatch:
@@ -221,8 +224,7 @@ class Lab:
             run_batch(self.node_ns(k), self._node_commands(k))
         # After the links exist, so that rp_filter is off on every interface (see the module docstring).
         for ns in [self.router, *self._node_ns]:
-            settings = {**_ROUTER_SYSCTLS, "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"}
-            ns.call_inside(_write_sysctls, settings, True)
+            ns.call_inside(_make_forwarder)
         self.route_to(1)
 
     def _router_commands(self) -> list[str]:
@@ -327,17 +329,24 @@ class Lab:
         return {4: ANYCAST_V4, 6: ANYCAST_V6}[_check_family(family)]
 
     def client_address(self, family: int = 4) -> str:
-        return self.router_address(0, family)[:-1] + "2"
+        return self._link_address(0, family, 2)
 
     def router_address(self, k: int, family: int = 4) -> str:
         """The router's address on link ``k`` (0: the client's link; ``k``: node k's), next hop for that side."""
-        if _check_family(family) == 4:
-            return f"10.{self.net}.{k}.1"
-        return f"fd00:{self.net}::1" if k == 0 else f"fd00:{self.net}:{k}::1"
+        if k != 0:
+            self._check_node(k)
+        return self._link_address(k, family, 1)
 
     def node_address(self, k: int, family: int = 4) -> str:
         """Node ``k``'s address on its router link: the router's next hop when the route points at node ``k``."""
-        return self.router_address(self._check_node(k), family)[:-1] + "2"
+        return self._link_address(self._check_node(k), family, 2)
+
+    def _link_address(self, link: int, family: int, host: int) -> str:
+        """Host ``host`` on link ``link``: 10.net.link.host/24, or fd00:net::host/64 (client link) and
+        fd00:net:link::host/64 (node links)."""
+        if _check_family(family) == 4:
+            return f"10.{self.net}.{link}.{host}"
+        return f"fd00:{self.net}::{host}" if link == 0 else f"fd00:{self.net}:{link}::{host}"
 
     def node_underlay(self, k: int, family: int = 4) -> tuple[str, int]:
         """(address, UDP port) of node ``k`` on the underlay."""
