@@ -198,6 +198,7 @@ class AnycastNode:
                 for batch in peer.retransmit(now):
                     self._send_control(peer, control.encode_batch(batch))
             if peer.next_heartbeat <= now:
+                self.counters["heartbeats_sent"] += 1
                 self._send_control(peer, control.encode_heartbeat(self._heartbeat(peer)))
                 peer.next_heartbeat = now + self.cluster.timing.heartbeat_interval
 
@@ -445,6 +446,7 @@ class AnycastNode:
     def _on_heartbeat(self, peer: Peer, heartbeat: Heartbeat) -> None:
         """The peer tells us what it holds of our claims; if it keeps disagreeing while nothing of ours is in
         flight to it, it has lost track (a release or claim it dropped): resend everything in a new epoch."""
+        self.counters["heartbeats_received"] += 1
         held = next(((count, digest) for owner, count, digest in heartbeat.digests if owner == self.node_id), (0, 0))
         if not peer.live or not peer.idle or held == self._own_set.summary():
             peer.digest_mismatches = 0

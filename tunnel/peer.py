@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 READ_BATCH = 64  # datagrams drained per wake-up, like the TUN device: bounded work per loop turn
 RECV_SIZE = 65535  # the largest UDP payload over IPv6 (65527) and IPv4 (65507) both fit
+SOCKET_BUFFER = 8 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux socket(7)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 @dataclass(slots=True)
@@ -44,6 +47,17 @@ def _check_listen(listen: object) -> tuple[str, int, int]:
     return str(address), port, socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
+def _enlarge_buffers(sock: socket.socket) -> None:
+    """Room for a burst of forwarded segments while the loop is busy: the default (about 200 KiB, a few hundred
+    datagrams) overflows under load and every overflow is a lost ACK. As root the FORCE options pass
+    net.core.rmem_max/wmem_max; otherwise the kernel clamps the plain ones to those limits."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
 class PeerSocket:
     """A bound UDP socket that hands every datagram it receives to ``on_datagram(data, address)`` and sends with
     ``sendto``. An IPv6 socket's addresses are 4-tuples ``(host, port, flowinfo, scope_id)``; pass them back as
@@ -70,6 +84,7 @@ class PeerSocket:
             if family == socket.AF_INET6:
                 # One family per socket, whatever net.ipv6.bindv6only says: the node names peers in that family.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            _enlarge_buffers(sock)
             sock.bind((host, port))
             return cls(sock, on_datagram, loop)
         except OSError as exc:

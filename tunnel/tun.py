@@ -24,6 +24,7 @@ from .netns import NetNamespace, ip_address_args, run_ip
 # word, and an MTU raised later with `ip link set` would otherwise truncate packets. os.read with 65535 costs the
 # same as with 1500 (measured here: both about 1.1 µs per call).
 READ_SIZE = 65535
+TX_QUEUE_LEN = 4096  # packets the kernel may hold for us while the loop is busy elsewhere
 
 # Write failures that mean "not now" (the packet is lost, as on any link) rather than a bug in the caller:
 # EAGAIN/EWOULDBLOCK and ENOBUFS under load, EIO while the interface is down.
@@ -83,7 +84,8 @@ class TunDevice:
         device = cls(tun, mtu, netns)
         ns = netns.name if netns is not None else None
         try:
-            run_ip(["link", "set", name, "mtu", str(mtu)], netns=ns)
+            # The queue from the kernel to us: 500 packets by default, which a busy event loop overflows in bursts.
+            run_ip(["link", "set", name, "mtu", str(mtu), "txqueuelen", str(TX_QUEUE_LEN)], netns=ns)
             for address in addresses:
                 run_ip(ip_address_args(address, name), netns=ns)
             run_ip(["link", "set", name, "up"], netns=ns)  # first: the kernel refuses a route through a down link

@@ -44,11 +44,20 @@ def put_anycast_on_lo(lab: Lab, k: int) -> None:
 
 
 def run_client(
-    lab: Lab, family: int, *, nbytes: int, connections: int = 1, timeout: float = 5.0, port: int = SERVICE_PORT
+    lab: Lab,
+    family: int,
+    *,
+    nbytes: int,
+    connections: int = 1,
+    timeout: float = 5.0,
+    port: int = SERVICE_PORT,
+    deadline: float = 60,
 ) -> dict:
+    """Run the download client in the client namespace; ``timeout`` is how long a connection may sit idle,
+    ``deadline`` how long the whole run may take."""
     argv = [sys.executable, str(CLIENT), lab.anycast(family), str(port)]
     argv += ["--connections", str(connections), "--bytes", str(nbytes), "--timeout", str(timeout)]
-    done = lab.client.run(argv, capture_output=True, text=True, timeout=60)
+    done = lab.client.run(argv, capture_output=True, text=True, timeout=deadline)
     assert done.stdout, f"client printed nothing (exit {done.returncode}): {done.stderr}"
     return json.loads(done.stdout)
 

@@ -11,13 +11,18 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import signal
+import sys
+
+import structlog
 
 from appliance.aio import AnycastStack
 from appliance.node import ClusterConfig
 from appliance.peers import ControlTiming
 from stack.aio.stack import Stack
+from stack.tcp.state import State
 from tests.anycast.pattern import chunk
 from tunnel.keys import ClusterKeys
 
@@ -72,12 +77,23 @@ def stats_of(stack) -> dict:
     if node is not None:
         out.update(node.stats())
         out["claim_rtts"] = list(node.claim_rtts)
+        # Connections not yet in TIME-WAIT, with their TCP_INFO: what a stalled download looks like from here.
+        out["busy"] = [
+            {"conn": repr(c), "limit": c.tx.send_limit, "info": dataclasses.asdict(c.info())}
+            for c in stack.host.connections.values()
+            if c.state is not State.TIME_WAIT
+        ][:200]
         out["peer_socket"] = dataclasses.asdict(stack.socket.stats) if stack.socket else {}
     return out
 
 
 async def main() -> None:
     args = parse_args()
+    # Warnings only, and to stderr: stdout carries the ``ready`` line to a parent that stops reading after it.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     if args.no_forwarding:
         stack = await Stack.open_tun(args.tun, args.service)
     else:

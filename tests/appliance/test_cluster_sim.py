@@ -22,7 +22,7 @@ KiB, MiB = 1 << 10, 1 << 20
 PORT = 80
 # 4096 ranges: 1 MiB slices, so a download of a few MB crosses the high-water mark and the slice's end.
 SMALL_SLICES = dict(ranges=4096, headroom=384 * KiB, hwm_margin=192 * KiB)
-CONFIG = TcpConfig(msl=0.25)
+CONFIG = TcpConfig(msl=2.0)  # TIME-WAIT outlasts a lossy run's FIN retransmissions, as MSL intends
 TIMING = ControlTiming(heartbeat_interval=0.1, dead_after=0.6, initial_rto=0.05, min_rto=0.02)
 
 
