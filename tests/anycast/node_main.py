@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tun", required=True)
     p.add_argument("--service", action="append", required=True, help="anycast address with prefix, e.g. 192.0.2.10/32")
     p.add_argument("--port", type=int, default=80)
+    p.add_argument("--echo-port", type=int, help="also echo back whatever arrives on this port")
     p.add_argument("--ranges", type=int, default=8)
     p.add_argument("--headroom", type=int, default=256 << 20)
     p.add_argument("--hwm-margin", type=int, default=64 << 20)
@@ -64,6 +65,17 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             n = min(CHUNK, total - offset)
             writer.write(chunk(offset, n))
             offset += n
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
         pass
@@ -115,6 +127,8 @@ async def main() -> None:
             keys=ClusterKeys.load(args.key_file),
         )
     server = await stack.start_server(serve, None, args.port, backlog=1024)
+    if args.echo_port:
+        await stack.start_server(echo, None, args.echo_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
