@@ -135,14 +135,19 @@ class Peer:
         if epoch != self.tx_epoch:
             return []
         done = []
+        sampled = False
         in_flight = self._in_flight
         while in_flight and in_flight[0].batch.seq <= seq:
             item = in_flight.popleft()
             if not item.retransmitted:  # Karn: time only what was sent once
                 self._sample_rtt(now - item.sent_at)
+                sampled = True
             done.append(item.batch)
         if done:
-            self._rto = self._rto_from_estimate()
+            # RFC 6298 §5: a backed-off RTO collapses only "once a new RTT measurement is obtained"; without that,
+            # a path slower than the RTO would have every batch retransmitted and never yield a sample.
+            if sampled:
+                self._rto = self._rto_from_estimate()
             self.retransmit_at = now + self._rto if in_flight else None
         return done
 
