@@ -58,13 +58,15 @@ class ClusterConfig:
     timing: ControlTiming = dataclasses.field(default_factory=ControlTiming)
 
     def __post_init__(self) -> None:
-        plan = self.plan  # validates ranges, node id and headroom
+        _ = self.plan  # RangePlan validates ranges, node id and headroom, each with its own message
         if self.ranges < 2:
             raise ValueError("a cluster needs ranges >= 2 (one slice per node); a single node needs no cluster")
-        if not 0 < self.hwm_margin < plan.slice_size:
+        if not 0 < self.hwm_margin < self.headroom:
+            # A connection is born at least ``headroom`` before its slice's end; a margin as large would put the
+            # high-water mark behind some connections' first byte, and they would never be claimed.
             raise ValueError(
-                f"hwm_margin={self.hwm_margin} must be positive and below the slice size {plan.slice_size}: "
-                "it is how far before the slice's end a connection is claimed"
+                f"hwm_margin={self.hwm_margin} must be positive and below headroom={self.headroom}: "
+                "it is how far before the slice's end a connection is claimed, so lower it or raise headroom"
             )
         if self.max_claims < 1:
             raise ValueError(f"max_claims={self.max_claims} must be at least 1")
@@ -412,10 +414,13 @@ class AnycastNode:
         for op, key in ops:
             staging = peer.staging
             if op is Op.CLAIM:
-                if staging is not None:
+                if staging is None:
+                    if not claims.claim(owner, key):
+                        return False
+                elif len(staging) < claims.max_per_owner:
                     staging.add(key)
-                elif not claims.claim(owner, key):
-                    return False
+                elif key not in staging:
+                    return False  # a snapshot larger than any owner may hold: refuse it, as a full table
             elif op is Op.RELEASE:
                 if staging is not None:
                     staging.discard(key)
