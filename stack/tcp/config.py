@@ -59,6 +59,10 @@ class TcpConfig:
     user_timeout: float | None = None
     # RFC 5961 §7: challenge ACKs per connection per second (Linux allows 1000 per second per namespace).
     challenge_acks_per_second: int = 100
+    # RFC 1337 §3: TIME-WAIT ignores RST, so a stray reset (the peer answering an old duplicate) cannot cut the
+    # 2*MSL short and let the next incarnation meet old segments. DEVIATION: Linux accepts the RST by default
+    # (net.ipv4.tcp_rfc1337=0); FreeBSD ignores it. The anycast node needs this: its TIME-WAIT holds the claim.
+    rfc1337: bool = True
     # RFC 9293 §3.9.1.9 (MUST-48): the Differentiated Services code point for this connection's segments.
     dscp: int = 0
 

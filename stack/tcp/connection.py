@@ -492,6 +492,8 @@ class Connection:
         if self.ts.enabled:
             self.ts.update_recent(seg, now)
         if flags & RST:
+            if state is State.TIME_WAIT and self.config.rfc1337:
+                return  # RFC 1337 §3 (F1): "Ignore RST segments in TIME-WAIT state", as FreeBSD does
             self._check_rst(seg, now)
             return
         if flags & SYN:

@@ -60,10 +60,10 @@ RST_AT_FIN = (
     'expected sequence number (RCV.NXT)"; Linux (tcp_reset_check) also accepts RCV.NXT-1 in CLOSE-WAIT, LAST-ACK '
     "and CLOSING, for peers that reset with the sequence number of their FIN. We follow the RFC"
 )
-TIME_WAIT_RST_IN_WINDOW = (
-    'RFC 5961 §3.2: "If the RST bit is set and the sequence number does not exactly match the next expected '
-    'sequence value, yet is within the current receive window, TCP MUST send an acknowledgment (challenge ACK)"; '
-    "Linux's TIME-WAIT mini-socket drops every RST not at RCV.NXT silently. We follow the RFC"
+TIME_WAIT_RST = (
+    'RFC 1337 §3 (F1): "Ignore RST segments in TIME-WAIT state", so a stray reset cannot cut 2*MSL short (and, on '
+    "an anycast node, release the connection's claim while the client's last segments are still in flight); we "
+    "ignore it (TcpConfig.rfc1337, as FreeBSD). Linux runs with net.ipv4.tcp_rfc1337=0 and closes"
 )
 TIME_WAIT_REOPEN_FATE = (
     "Both reopen TIME-WAIT on a SYN beyond RCV.NXT (RFC 9293 §3.6.1 MAY-2, RFC 6191) and answer SYN,ACK; the fate "
@@ -83,11 +83,8 @@ for _state in ("CLOSE-WAIT", "CLOSING", "LAST-ACK"):
     KNOWN[f"{_state}-FIN-at-right-edge"] = Known("NONE / alive", "ACK ack=rcv.nxt / alive", RIGHT_EDGE)
     for _kind in ("RST", "RST-ACK"):
         KNOWN[f"{_state}-{_kind}-at-rcv.nxt-1"] = Known("NONE / reset", "NONE / alive", RST_AT_FIN)
-for _position in ("inside", "last-in-window"):
-    for _kind in ("RST", "RST-ACK"):
-        KNOWN[f"TIME-WAIT-{_kind}-at-{_position}"] = Known(
-            "NONE / alive", "ACK ack=rcv.nxt / alive", TIME_WAIT_RST_IN_WINDOW
-        )
+for _kind in ("RST", "RST-ACK"):
+    KNOWN[f"TIME-WAIT-{_kind}-at-rcv.nxt"] = Known("NONE / reset", "NONE / alive", TIME_WAIT_RST)
 for _position in ("inside", "last-in-window", "right-edge", "beyond"):
     KNOWN[f"TIME-WAIT-SYN-at-{_position}"] = Known(
         "SYN|ACK ack=seg.end / reset", "SYN|ACK ack=seg.end / alive", TIME_WAIT_REOPEN_FATE
