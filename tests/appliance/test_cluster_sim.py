@@ -23,7 +23,8 @@ PORT = 80
 # 4096 ranges: 1 MiB slices, so a download of a few MB crosses the high-water mark and the slice's end.
 SMALL_SLICES = dict(ranges=4096, headroom=384 * KiB, hwm_margin=192 * KiB)
 CONFIG = TcpConfig(msl=2.0)  # TIME-WAIT outlasts a lossy run's FIN retransmissions, as MSL intends
-TIMING = ControlTiming(heartbeat_interval=0.1, dead_after=0.6, initial_rto=0.05, min_rto=0.02)
+# dead_after is ten heartbeats: with 20% control loss, a false death (ten lost in a row) is a 1e-7 event.
+TIMING = ControlTiming(heartbeat_interval=0.1, dead_after=1.0, initial_rto=0.05, min_rto=0.02)
 
 
 def cluster(nodes=3, *, seed=0, timing=TIMING, dead_owner=DeadOwner.RST, max_claims=65536, **kwargs) -> ClusterSim:
