@@ -15,6 +15,7 @@ from .congestion import CongestionControl, make_congestion_control
 from .rack import DUP_THRESH, Rack, probe_timeout
 from .rtt import RttEstimator
 from .scoreboard import Scoreboard, Sent
+from .timestamps import TICKS_PER_SECOND
 
 # RFC 6298 (5.7): "the RTO MUST be re-initialized to 3 seconds when data transmission begins (i.e., after the
 # three-way handshake completes)" if the SYN or SYN-ACK was retransmitted.
@@ -69,6 +70,7 @@ class Sender:
         "syn_retransmitted",
         "timed_at",
         "timed_end",
+        "timeout_at",
         "timeouts",
         "tlp_at",
         "tlp_due",
@@ -123,6 +125,7 @@ class Sender:
         self.timed_end: int | None = None
         self.timed_at = 0.0
         self.rtx_since: float | None = None  # when the current run of timeouts began (for R2)
+        self.timeout_at: float | None = None  # when the retransmission timer last fired
         self.timeouts = 0  # consecutive timeouts without progress (for R1)
         self.retransmits = 0
         self.tlp_probes = 0
@@ -266,6 +269,12 @@ class Sender:
 
     def _take_rtt_sample(self, now: float, ts_rtt: float | None, flight: int) -> float | None:
         """Feed the RTO estimator; return the sample (congestion control wants the raw value)."""
+        if ts_rtt is not None and self.timeout_at is not None and now - ts_rtt < self.timeout_at - 1 / TICKS_PER_SECOND:
+            # The echo names a segment sent before the timer last fired: the ACKs in between were lost, so the
+            # "sample" is the time the timeout took, not the path's. RFC 7323 §4.2 has the receiver echo an old
+            # TSval after lost ACKs; fed to RFC 6298 each such sample raises the next RTO, and one lost ACK per
+            # timeout then grows it without bound. Karn's rule, applied to the echo: no sample across a timeout.
+            ts_rtt = None
         if ts_rtt is not None:
             # RFC 7323 §4.1 and Appendix G: a sample per ACK, weighted by the samples expected per RTT.
             self.rtt.sample(ts_rtt, max(1, -(-flight // (2 * self.eff_mss))))
@@ -492,6 +501,7 @@ class Sender:
         """RFC 6298 (5.4)-(5.6), RFC 5681 (4), RFC 6675 §5.1: back off, presume everything in flight lost,
         restart from one segment."""
         self.retransmit_at = None
+        self.timeout_at = now
         if self.rtx_since is None:
             self.rtx_since = now
         self.timeouts += 1

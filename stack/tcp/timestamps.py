@@ -5,6 +5,7 @@ from ..wire import RST, TcpSegment
 
 # RFC 7323 §5.5: "If the connection has been idle for more than 24 days, TS.Recent is invalid".
 PAWS_IDLE = 24 * 86400.0
+TICKS_PER_SECOND = 1000  # our TSval clock: an echo dates the segment it names to within 1 ms
 OPTION_SPACE = 12  # NOP, NOP, kind, length, TSval, TSecr (RFC 7323 Appendix A layout)
 
 
@@ -27,7 +28,7 @@ class Timestamps:
 
     def value(self, now: float) -> int:
         """TSval: a 1 ms clock (RFC 7323 §5.4 allows 1 ms to 1 s per tick)."""
-        return (int(now * 1000) + self.offset) & SEQ_MASK
+        return (int(now * TICKS_PER_SECOND) + self.offset) & SEQ_MASK
 
     def option(self, now: float) -> tuple[int, int]:
         return self.value(now), self.recent
@@ -59,4 +60,4 @@ class Timestamps:
         if ts is None or not ts[1]:
             return None
         elapsed = (self.value(now) - ts[1]) & SEQ_MASK
-        return elapsed / 1000 if elapsed < 1 << 31 else None
+        return elapsed / TICKS_PER_SECOND if elapsed < 1 << 31 else None

@@ -110,16 +110,16 @@ def established(config: TcpConfig = CONFIG) -> Connection:
     return conn
 
 
-def fin_wait_1() -> Connection:
-    conn = established()
+def fin_wait_1(config: TcpConfig = CONFIG) -> Connection:
+    conn = established(config)
     conn.shutdown_write(0.0)
     expect(conn, ours(local_seq(1), remote_seq(1), ACK | FIN))
     assert conn.state is State.FIN_WAIT_1
     return conn
 
 
-def fin_wait_2() -> Connection:
-    conn = fin_wait_1()
+def fin_wait_2(config: TcpConfig = CONFIG) -> Connection:
+    conn = fin_wait_1(config)
     deliver(conn, seg(remote_seq(1), local_seq(2)))
     expect_nothing(conn)
     assert conn.state is State.FIN_WAIT_2
@@ -151,8 +151,8 @@ def closing() -> Connection:
     return conn
 
 
-def time_wait() -> Connection:
-    conn = fin_wait_2()
+def time_wait(config: TcpConfig = CONFIG) -> Connection:
+    conn = fin_wait_2(config)
     deliver(conn, seg(remote_seq(1), local_seq(2), ACK | FIN))
     expect(conn, ours(local_seq(2), remote_seq(2)))
     assert conn.state is State.TIME_WAIT

@@ -395,6 +395,28 @@ def test_rtt_sample_from_the_echo_of_a_retransmission_follows_the_echoed_time():
     assert conn.tx.rtt.srtt == pytest.approx(7 / 8 * HANDSHAKE_RTT + 1 / 8 * 0.05, abs=1e-3)
 
 
+def test_an_echo_from_before_the_timeout_gives_no_rtt_sample_and_the_backed_off_rto_stands():
+    # The peer got "hello" but its ACK was lost; after our timeout it answers the retransmission (a duplicate)
+    # by echoing TS.Recent, the original's TSval (RFC 7323 §4.3). That 350 ms measures the timeout, not the
+    # path: taken, every lost ACK would raise the next RTO, and a lossy ACK path would grow it without bound.
+    conn = established_ext()
+    conn.send(b"hello")
+    conn.segments_to_send(0.2)
+    rto = conn.get_timer()
+    conn.handle_timer(rto)
+    conn.segments_to_send(rto)
+    backed_off = conn.tx.rtt.rto
+    arrive(conn, 1, at=rto + 0.05, ack=6, tsecr=our_ts(0.2))
+    assert conn.tx.snd_una == local_seq(6)
+    assert conn.tx.rtt.srtt == pytest.approx(HANDSHAKE_RTT)
+    assert conn.tx.rtt.rto == backed_off  # Karn: kept until a sample from after the timeout
+    conn.send(b"again")
+    conn.segments_to_send(rto + 0.1)
+    arrive(conn, 1, at=rto + 0.15, ack=11, tsecr=our_ts(rto + 0.1))
+    assert conn.tx.rtt.srtt == pytest.approx(7 / 8 * HANDSHAKE_RTT + 1 / 8 * 0.05, abs=1e-3)
+    assert conn.tx.rtt.rto < backed_off
+
+
 def test_every_ack_of_new_data_gives_an_rtt_sample_from_its_echo():
     # RFC 7323 §4.1 (RTTM): the second segment was sent while the first was being timed, so Karn-style timing
     # of one segment per round trip would take no sample from its ACK; its echoed TSval gives 300 ms.

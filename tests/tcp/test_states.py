@@ -1,5 +1,7 @@
 """RFC 9293 §3.10.7, state by state: deliver a segment, expect exact segments back."""
 
+import dataclasses
+
 import pytest
 
 from stack.tcp.events import Closed, CloseReason, DataReceived, Established, PeerClosed, Reset
@@ -379,9 +381,23 @@ def test_time_wait_retransmitted_fin_is_acked_and_restarts_the_timer():
     assert conn.get_timer() == pytest.approx(10.0 + 2 * CONFIG.msl)
 
 
-@pytest.mark.parametrize("make", [fin_wait_2, close_wait, closing, last_ack, time_wait])
-def test_rst_at_rcv_nxt_closes_every_later_state(make):
+@pytest.mark.parametrize("make", [fin_wait_2, close_wait, closing, last_ack])
+def test_rst_at_rcv_nxt_closes_every_later_state_but_time_wait(make):
     conn = make()
+    deliver(conn, seg(conn.rx.rcv_nxt, 0, RST))
+    assert conn.state is State.CLOSED
+
+
+def test_time_wait_ignores_rst_as_rfc_1337_advises():
+    conn = time_wait()
+    deliver(conn, seg(conn.rx.rcv_nxt, 0, RST), now=10.0)
+    assert conn.state is State.TIME_WAIT
+    assert conn.get_timer() == pytest.approx(2 * CONFIG.msl)  # the 2*MSL runs on, not restarted
+    assert conn.segments_to_send(10.0) == []
+
+
+def test_time_wait_takes_rst_when_rfc_1337_is_off_as_linux_does_by_default():
+    conn = time_wait(dataclasses.replace(CONFIG, rfc1337=False))
     deliver(conn, seg(conn.rx.rcv_nxt, 0, RST))
     assert conn.state is State.CLOSED
 
