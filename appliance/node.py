@@ -87,6 +87,14 @@ class _OwnClaim:
         self.started = started
 
 
+def _check_peer_ids(cluster: ClusterConfig, peers: Mapping[int, tuple]) -> None:
+    if cluster.node_id in peers:
+        raise ValueError(f"node {cluster.node_id} lists itself among its peers: remove it from the peer list")
+    for peer_id in peers:
+        if not 1 <= peer_id <= cluster.ranges:
+            raise ValueError(f"peer id {peer_id} is outside 1..{cluster.ranges}: raise ranges or renumber")
+
+
 def client_tuple(conn: Connection) -> FourTuple:
     return (conn.remote_addr, conn.remote_port, conn.local_addr, conn.local_port)
 
@@ -106,11 +114,7 @@ class AnycastNode:
         config: TcpConfig | None = None,
         ttl: int = 64,
     ) -> None:
-        if cluster.node_id in peers:
-            raise ValueError(f"node {cluster.node_id} lists itself among its peers: remove it from the peer list")
-        for peer_id in peers:
-            if not 1 <= peer_id <= cluster.ranges:
-                raise ValueError(f"peer id {peer_id} is outside 1..{cluster.ranges}: raise ranges or renumber")
+        _check_peer_ids(cluster, peers)
         self.cluster = cluster
         self.plan = plan = cluster.plan
         self.node_id = cluster.node_id
@@ -342,18 +346,34 @@ class AnycastNode:
         key = client_tuple(conn)
         claim = self.own.get(key)
         if claim is not None and claim.conn is conn:
-            del self.own[key]
-            self._own_set.discard(key)
-            for peer in self.peers.values():
-                if peer.live:
-                    peer.queue(Op.RELEASE, key)
-            self.counters["claims_released"] += 1
+            self._release(key)
             while self._claim_queue and len(self.own) < self.cluster.max_claims:
                 waiting = self._claim_queue.popleft()
                 if waiting.state is not State.CLOSED:
                     self._claim(waiting)
         elif conn in self._claim_queue:
             self._claim_queue.remove(conn)
+
+    def _release(self, key: FourTuple) -> None:
+        del self.own[key]
+        self._own_set.discard(key)
+        for peer in self.peers.values():
+            if peer.live:
+                peer.queue(Op.RELEASE, key)
+        self.counters["claims_released"] += 1
+
+    def release_all(self, now: float) -> None:
+        """Shutting down: release every claim at once, TIME-WAIT's included, so that peers stop routing those
+        clients here; then wait for ``control_settled`` before going away."""
+        self._now = now
+        self._claim_queue.clear()
+        for key in list(self.own):
+            self._release(key)
+
+    @property
+    def control_settled(self) -> bool:
+        """Every live peer has acknowledged everything we queued for it."""
+        return all(peer.idle for peer in self.peers.values() if peer.live)
 
     def _claim(self, conn: Connection) -> None:
         key = client_tuple(conn)
@@ -496,6 +516,30 @@ class AnycastNode:
                 claim.waiting.discard(peer.id)
                 if not claim.waiting:
                     self._lift_fence(claim, now)
+
+    # ---------------------------------------------------------------------------------------------------------
+    # Reconfiguration (an operator's reload)
+
+    def reconfigure(self, peers: Mapping[int, tuple], keys: ClusterKeys, now: float) -> None:
+        """Take a new peer list and key set. A removed peer is forgotten as if it had died for good (its claims
+        dropped, our fences no longer wait for it); an added one starts unknown, with our claims as its snapshot."""
+        self._now = now
+        _check_peer_ids(self.cluster, peers)
+        self.sealer.keys = keys
+        self.opener.keys = keys
+        for peer_id in [p for p in self.peers if p not in peers]:
+            self.counters["peers_removed"] += 1
+            self._declare_dead(self.peers.pop(peer_id), now)
+            self._orphans.pop(peer_id, None)  # gone from the plan: its clients meet the dead-owner policy anyway
+            self.opener.forget(peer_id)
+        for peer_id, address in peers.items():
+            peer = self.peers.get(peer_id)
+            if peer is None:
+                self.counters["peers_added"] += 1
+                peer = self.peers[peer_id] = Peer(peer_id, address, self.cluster.timing, now)
+                peer.open_epoch(self._own_set.keys)
+            peer.address = address
+        self.opener.senders = self.peers.keys()
 
     # ---------------------------------------------------------------------------------------------------------
     # Application calls, as on a Host

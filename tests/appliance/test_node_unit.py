@@ -399,3 +399,46 @@ def test_an_authentic_but_malformed_control_message_is_counted_and_dropped():
     node1.receive_datagram(node2.sealer.control(b"\x09\x00\x00\x00\x00\x01\x00\x00"), cluster.now)
     assert node1.counters["control_malformed"] == 1
     assert node1.datagrams_to_send(cluster.now) == []
+
+
+# -- (f) reconfiguration and shutdown -----------------------------------------------------------------------------
+
+
+def test_a_removed_peer_is_forgotten_and_an_added_one_gets_our_claims_as_its_snapshot():
+    cluster = Cluster(3)
+    cluster.settle()
+    theirs = handshake(cluster, 2, client_port=40000)
+    ours = handshake(cluster, 1, client_port=40001)
+    cluster.settle()
+    node1 = cluster.nodes[1]
+    assert node1.claims.owner(theirs) == 2
+    new_keys = ClusterKeys(send_id=2, keys={1: bytes(32), 2: bytes(range(32))})
+
+    node1.reconfigure({3: UNDERLAY[3]}, new_keys, cluster.now)  # node 2 leaves the plan
+
+    assert set(node1.peers) == {3} and node1.opener.senders == {3}
+    assert node1.claims.owner(theirs) is None and node1.counters["peers_removed"] == 1
+    assert node1.sealer.keys is new_keys
+    node1.reconfigure({2: UNDERLAY[2], 3: UNDERLAY[3]}, KEYS, cluster.now)  # and comes back
+    assert node1.peers[2].liveness is Liveness.UNKNOWN and node1.counters["peers_added"] == 1
+    cluster.settle()
+    assert cluster.nodes[2].claims.owner(ours) == 1  # the new epoch's snapshot carried our claim
+    with pytest.raises(ValueError, match="lists itself"):
+        node1.reconfigure({1: UNDERLAY[1]}, KEYS, cluster.now)
+
+
+def test_release_all_withdraws_every_claim_and_settles_once_peers_acknowledge():
+    cluster = Cluster(3)
+    cluster.settle()
+    ours = handshake(cluster, 1, client_port=40001)
+    cluster.settle()
+    node1 = cluster.nodes[1]
+    assert node1.control_settled and cluster.nodes[2].claims.owner(ours) == 1
+
+    node1.release_all(cluster.now)
+
+    assert not node1.own and not node1.control_settled  # the releases wait for acknowledgment
+    cluster.settle()
+    assert node1.control_settled
+    assert all(cluster.nodes[i].claims.owner(ours) is None for i in (2, 3))
+    assert node1.counters["claims_released"] == 1
