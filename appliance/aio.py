@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 
 from stack.aio.stack import Stack, kernel_side
 from stack.tcp.config import TcpConfig
+from tunnel.capture import TunnelCapture
 from tunnel.keys import ClusterKeys
+from tunnel.pcap import PcapWriter, TeeDevice
 from tunnel.peer import PeerSocket
 
 from .node import AnycastNode, ClusterConfig
@@ -36,6 +38,7 @@ class AnycastStack(Stack):
         super().__init__(device, addresses, config=config, secret=secret)
         self.node: AnycastNode = self.runtime.host
         self.socket: PeerSocket | None = None
+        self.capture: TunnelCapture | None = None  # records the tunnel's datagrams beside the TUN's packets
         self.runtime.after_output = self._send_datagrams
         self.runtime.schedule_flush()  # arms the first heartbeats
 
@@ -64,9 +67,10 @@ class AnycastStack(Stack):
         config: TcpConfig | None = None,
         secret: bytes | None = None,
         netns=None,
+        capture: PcapWriter | None = None,
     ) -> "AnycastStack":
         """Create the TUN device ``tun`` holding the anycast ``addresses`` (a /32 or /128 is routed into it) and
-        the peer socket on ``listen``, and run the node on both."""
+        the peer socket on ``listen``, and run the node on both. ``capture`` records both in one pcap file."""
         from tunnel.tun import TunDevice
 
         addresses = list(addresses)
@@ -75,27 +79,49 @@ class AnycastStack(Stack):
         device = await loop.run_in_executor(
             None, lambda: TunDevice.open(tun, addresses=kernel, mtu=mtu, routes=routes, netns=netns)
         )
+        if capture is not None:
+            device = TeeDevice(device, capture, clock=time.time)
         try:
             stack = cls(device, addresses, cluster=cluster, peers=peers, keys=keys, config=config, secret=secret)
         except BaseException:
             device.close()
             raise
         try:
-            await stack.open_peer_socket(listen)
+            socket = await stack.open_peer_socket(listen)
         except BaseException:
             await stack.close()
             raise
+        if capture is not None:
+            stack.capture = TunnelCapture(capture, socket.local_address, time.time)
         return stack
 
     def _on_datagram(self, data: bytes, address: tuple) -> None:
+        if self.capture is not None:
+            self.capture.received(data, address)
         self.runtime.feed(self.node.receive_datagram, data)
 
     def _send_datagrams(self) -> None:
         datagrams = self.node.datagrams_to_send(self.loop.time())
         if datagrams and self.socket is not None:
-            sendto = self.socket.sendto
+            sendto, capture = self.socket.sendto, self.capture
             for address, datagram in datagrams:
-                sendto(datagram, address)
+                if sendto(datagram, address) and capture is not None:
+                    capture.sent(datagram, address)
+
+    def reconfigure(self, peers: Mapping[int, tuple], keys: ClusterKeys) -> None:
+        """A new peer list and key set, taken at once (``AnycastNode.reconfigure``)."""
+        self.node.reconfigure(peers, keys, self.loop.time())
+        self.runtime.schedule_flush()
+
+    async def release_claims(self, timeout: float) -> bool:
+        """Release every claim and wait, at most ``timeout`` seconds, until every live peer has acknowledged it:
+        after that, no peer routes this node's clients here. True when they all did."""
+        self.node.release_all(self.loop.time())
+        self.runtime.schedule_flush()
+        deadline = self.loop.time() + timeout
+        while not self.node.control_settled and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        return self.node.control_settled
 
     async def close(self) -> None:
         await super().close()

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import ipaddress
 import os
+import time
 from collections.abc import Callable, Iterable
 
 from ..addresses import packed
@@ -83,13 +84,16 @@ class Stack:
         secret: bytes | None = None,
         faults=None,
         seed: int | str = 0,
+        capture=None,
     ) -> "Stack":
         """Create the TUN device ``name`` and answer for ``addresses`` through it. The kernel side of the device
         takes the first other address of each subnet (10.1.0.1 for 10.1.0.2/24), so the kernel's sockets reach
         the stack through it; a /32 or /128 is routed into the device instead. ``netns`` puts the device in a
         network namespace (``tunnel.netns.NetNamespace``); ``faults`` (``tunnel.faults.Faults``) injects seeded
-        loss, duplication, reordering and corruption both ways, for tests."""
+        loss, duplication, reordering and corruption both ways, for tests; ``capture`` (``tunnel.pcap.PcapWriter``)
+        records every packet read and written."""
         from tunnel.faults import FaultyDevice
+        from tunnel.pcap import TeeDevice
         from tunnel.tun import TunDevice  # the device layer; the sans-I/O core never imports it
 
         addresses = list(addresses)
@@ -100,6 +104,8 @@ class Stack:
         )
         if faults is not None:
             device = FaultyDevice(device, faults, seed, clock=loop.time)
+        if capture is not None:
+            device = TeeDevice(device, capture, clock=time.time)
         try:
             return cls(device, addresses, config=config, secret=secret)
         except BaseException:
