@@ -127,6 +127,7 @@ class Host:
         self.drops: Counter[str] = Counter()
         self.packets_in = 0
         self.packets_out = 0
+        self.retransmits_of_closed = 0  # with the open connections' own counts, a total that never falls
 
     def config_for(self, addr: Address) -> TcpConfig:
         return self._config_v4 if len(addr) == 4 else self._config_v6
@@ -430,6 +431,7 @@ class Host:
         key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
         if self.connections.get(key) is conn:
             del self.connections[key]
+            self.retransmits_of_closed += conn.tx.retransmits
             if self.on_close is not None:
                 self.on_close(conn)
         self._armed.pop(conn, None)
