@@ -24,8 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pattern
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root, run as a script
+from appliance import pattern
 
 BUFFER = 256 * 1024  # bytes per recv_into, per connection
 

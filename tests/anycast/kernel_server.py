@@ -11,11 +11,11 @@ import contextlib
 import socket
 import sys
 import threading
+from pathlib import Path
 
-if __package__:
-    from . import pattern
-else:  # run as a script
-    import pattern
+if not __package__:  # run as a script: the project root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from appliance import pattern
 
 REQUEST_MAX = 64  # bytes of request line we accept
 SEND_TIMEOUT = 10.0  # seconds a send may block before the server gives up on the connection

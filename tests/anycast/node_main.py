@@ -20,10 +20,10 @@ import structlog
 
 from appliance.aio import AnycastStack
 from appliance.node import ClusterConfig
+from appliance.pattern import chunk
 from appliance.peers import ControlTiming
 from stack.aio.stack import Stack
 from stack.tcp.state import State
-from tests.anycast.pattern import chunk
 from tunnel.keys import ClusterKeys
 
 CHUNK = 256 * 1024

@@ -1,6 +1,6 @@
-"""The download pattern of the anycast lab: byte ``i`` of every download is ``PATTERN[i % PERIOD]``.
+"""The download pattern of the anycast lab and its demo: byte ``i`` of every download is ``PATTERN[i % PERIOD]``.
 
-Servers (the kernel stand-in here, the node's download service later) send it and clients check it, so a byte
+Servers (the demo's download service, the lab tests' kernel stand-in) send it and clients check it, so a byte
 that arrives from the wrong connection, at the wrong offset or twice shows up as a mismatch. The period is prime,
 so it shares no factor with any segment size, buffer size or sequence-range size that could make a misplaced block
 look right by accident.
