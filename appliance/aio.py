@@ -113,15 +113,18 @@ class AnycastStack(Stack):
         self.node.reconfigure(peers, keys, self.loop.time())
         self.runtime.schedule_flush()
 
-    async def release_claims(self, timeout: float) -> bool:
+    async def release_claims(self, timeout: float) -> list[int]:
         """Release every claim and wait, at most ``timeout`` seconds, until every live peer has acknowledged it:
-        after that, no peer routes this node's clients here. True when they all did."""
+        after that, no peer routes this node's clients here. Returns the peers, live at the start, that did not
+        (those going down at the same time, say)."""
+        peers = self.node.peers
+        live = [peer_id for peer_id, peer in peers.items() if peer.live]
         self.node.release_all(self.loop.time())
         self.runtime.schedule_flush()
         deadline = self.loop.time() + timeout
         while not self.node.control_settled and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
-        return self.node.control_settled
+        return [i for i in live if i not in peers or not peers[i].live or not peers[i].idle]
 
     async def close(self) -> None:
         await super().close()

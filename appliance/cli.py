@@ -1,110 +1,159 @@
-"""The ``anycast-tcp`` command.
-
-Until the anycast node and its lab exist, the one subcommand is ``demo``: two of our TCP stacks talk over a
-simulated faulty link on a virtual clock, and the demo prints what happened.
-"""
+"""The ``anycast-tcp`` command: run a node, check its config, make a key, read a running node's status, and the
+namespace lab demo. Bad input gets one line naming the problem and the fix, exit 2; ``--debug`` adds tracebacks."""
 
 import argparse
-import logging
-import random
+import asyncio
+import signal
 import sys
-import time
 
 import structlog
 
-from stack.host import Host
-from stack.testing import BulkEndpoint, LinkFaults, Network
+from tunnel.keys import generate_key_line
+
+from . import demo, simdemo
+from .config import ConfigError, load
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = structlog.get_logger()
 
 
-def demo(args: argparse.Namespace) -> int:
-    faults = LinkFaults(
-        loss=args.loss, duplicate=args.duplicate, reorder=args.reorder, corrupt=args.corrupt, delay=args.delay
-    )
-    net = Network(seed=args.seed)
-    size = int(args.megabytes * 1_000_000)
-    rng = random.Random(args.seed)
-    a_data, b_data = rng.randbytes(size), rng.randbytes(size)
+def check_config(args: argparse.Namespace) -> int:
+    from .daemon import check
 
-    def log(message: str) -> None:
-        print(f"  [t={net.now:8.3f}s] {message}")
-
-    a, b = BulkEndpoint(a_data, log, "client"), BulkEndpoint(b_data, log, "server")
-    client = net.add_host(
-        "client", Host(["10.0.0.1"], secret=rng.randbytes(16)), app=lambda h, c, e: a.on_event(c, e, net.now)
-    )
-    server = net.add_host(
-        "server", Host(["10.0.0.2"], secret=rng.randbytes(16)), app=lambda h, c, e: b.on_event(c, e, net.now)
-    )
-    server.listen(9000)
-    net.connect("client", "server", faults)
-    print(
-        f"anycast-tcp demo: two user-space TCP stacks, {size:,} bytes each way at once, over a link with "
-        f"{faults.loss:.0%} loss, {faults.duplicate:.0%} duplication, {faults.reorder:.0%} reordering, "
-        f"{faults.corrupt:.1%} bit corruption, {faults.delay * 1000:.0f} ms delay (seed {args.seed})"
-    )
-    started = time.perf_counter()
-    client.connect("10.0.0.2", 9000, net.now)
-    steps = net.run(until=lambda: a.closed is not None and b.closed is not None, max_time=args.max_time)
-    wall = time.perf_counter() - started
-
-    ok_ab, ok_ba = a.received_exactly(b_data), b.received_exactly(a_data)
-    there, back = net.links[("client", "server")], net.links[("server", "client")]
-    print()
-    print(
-        f"  link client->server: {there.sent:,} packets sent, {there.lost:,} lost, {there.duplicated:,} duplicated, "
-        f"{there.reordered:,} reordered, {there.corrupted:,} corrupted"
-    )
-    print(
-        f"  link server->client: {back.sent:,} packets sent, {back.lost:,} lost, {back.duplicated:,} duplicated, "
-        f"{back.reordered:,} reordered, {back.corrupted:,} corrupted"
-    )
-    for name, host, end in (("client", client, a), ("server", server, b)):
-        retransmits = end.conn.tx.retransmits if end.conn else 0
-        print(f"  {name}: {retransmits:,} segments retransmitted; dropped on input: {dict(host.drops) or 'nothing'}")
-    print(f"  simulated {net.now:.1f} s in {wall:.1f} s of CPU ({steps:,} steps)")
-    verdict = "PASS" if ok_ab and ok_ba else "FAIL"
-    print(
-        f"\n{verdict}: client received {a.received:,} bytes ({'exact' if ok_ab else 'WRONG'}), "
-        f"server received {b.received:,} bytes ({'exact' if ok_ba else 'WRONG'})"
-    )
-    return 0 if verdict == "PASS" else 1
+    config = load(args.config)
+    check(config)
+    print(f"{args.config}: ok (node {config.node_id}, {len(config.services)} services)")
+    return EXIT_OK
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability: give a number from 0 to 1, like 0.05")
-    return value
+def run(args: argparse.Namespace) -> int:
+    from .daemon import check
+    from .logs import configure_logging
+
+    config = load(args.config)
+    check(config)
+    configure_logging("debug" if args.debug else args.log_level or config.log_level, config.log_format)
+    return _event_loop(_serve(args, config))
+
+
+async def _serve(args: argparse.Namespace, config) -> int:
+    from .daemon import Node
+
+    node = await Node.start(config, capture=args.capture)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        try:
+            node.reload()
+        except (ConfigError, OSError, ValueError) as exc:
+            log.error("node.reload_refused", error=str(exc))  # the running configuration stays as it was
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await stop.wait()
+        log.info("node.stopping", open_connections=node.open_connections(), grace=config.grace)
+    finally:
+        await node.stop()
+    return EXIT_OK
+
+
+def keygen(args: argparse.Namespace) -> int:
+    print(generate_key_line(args.key_id))
+    return EXIT_OK
+
+
+def status(args: argparse.Namespace) -> int:
+    import json
+
+    from .status import query, render
+
+    path = args.socket or load(args.config).control_socket
+    if not path:
+        raise ConfigError("node.control_socket", "is empty in that config", "give --socket PATH")
+    state = query(path)
+    print(json.dumps(state, indent=2, sort_keys=True) if args.json else render(state))
+    return EXIT_OK
+
+
+def _event_loop(coro) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anycast-tcp", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="tracebacks for errors, debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a node: TUN, anycast forwarding, services, metrics")
+    p.add_argument("--config", required=True, metavar="node.toml")
+    p.add_argument("--capture", metavar="FILE.pcap", help="record every packet and tunnel datagram")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="overrides [log] level")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("check-config", help="validate a node.toml: exit 0, or one line naming the problem")
+    p.add_argument("config", metavar="node.toml")
+    p.set_defaults(func=check_config)
+
+    p = sub.add_parser("keygen", help="print a fresh cluster key line for the key file")
+    p.add_argument("--key-id", type=int, default=1, help="the key's id (1-255), for rotation")
+    p.set_defaults(func=keygen)
+
+    p = sub.add_parser("status", help="a running node's peers, connections, claims and counters")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", metavar="node.toml", help="find the control socket from the node's config")
+    where.add_argument("--socket", metavar="PATH", help="the node's control socket")
+    p.add_argument("--json", action="store_true", help="the raw status as JSON")
+    p.set_defaults(func=status)
+
+    p = sub.add_parser("lab", help="the namespace lab: a client, a router and three nodes on one machine")
+    demo.add_parsers(p)  # lab demo | up | down, each with its own func
+
+    simdemo.add_parser(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="anycast-tcp", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="two stacks over a simulated faulty link, byte-exact both ways")
-    d.add_argument("--megabytes", type=float, default=2.0, help="how much each side sends (default 2)")
-    d.add_argument("--loss", type=_probability, default=0.05)
-    d.add_argument("--duplicate", type=_probability, default=0.02)
-    d.add_argument("--reorder", type=_probability, default=0.05)
-    d.add_argument("--corrupt", type=_probability, default=0.001)
-    d.add_argument("--delay", type=float, default=0.02, help="one-way delay in seconds (default 0.02)")
-    d.add_argument("--seed", type=int, default=1)
-    d.add_argument("--max-time", type=float, default=3600.0, help="simulated seconds before giving up")
-    parser.add_argument("--debug", action="store_true", help="log connection state changes")
-    args = parser.parse_args(argv)
-    level = logging.DEBUG if args.debug else logging.INFO
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
-    if args.command == "demo":
-        return demo(args)
-    return 2
+    args = build_parser().parse_args(argv)
+    if args.debug and args.func is not run:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(10))
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        print(f"anycast-tcp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, RuntimeError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"anycast-tcp: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, PermissionError):
+        text += " (creating a TUN device and routes needs root or CAP_NET_ADMIN)"
+    return " ".join(text.split())
 
 
 def entry() -> None:
-    """Console-script entry: a closed pipe (``anycast-tcp demo | head``) ends the program quietly."""
+    """Console-script entry: a closed pipe (``anycast-tcp status | head``) ends the program quietly."""
     try:
         sys.exit(main())
     except BrokenPipeError:
         sys.stderr.close()
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":
