@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/anycast-tcp demo
+	$(VENV)/bin/anycast-tcp lab demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

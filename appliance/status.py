@@ -176,7 +176,7 @@ def render(status: dict) -> str:
     out += [
         "",
         f"segments     in {segments.get('in', 0)}  out {segments.get('out', 0)}  "
-        f"retransmitted {segments.get('retransmitted', 0)} (by open connections)",
+        f"retransmitted {segments.get('retransmitted', 0)}",
     ]
 
     if anycast:
