@@ -18,6 +18,8 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import structlog
+
 from stack.host import Host, reset_unmatched
 from stack.seq import SEQ_MOD
 from stack.tcp.config import TcpConfig
@@ -35,6 +37,7 @@ from .peers import ControlTiming, Liveness, Peer
 from .ranges import DEFAULT_HEADROOM, HomeRangeIsn, MiB, RangePlan
 
 DEFAULT_HWM_MARGIN = 64 * MiB
+_log = structlog.get_logger("appliance.node")  # peer state changes and claims at info: rare by design
 CLAIM_RTT_SAMPLES = 4096
 
 
@@ -355,6 +358,7 @@ class AnycastNode:
             self._claim_queue.remove(conn)
 
     def _release(self, key: FourTuple) -> None:
+        _log.info("claim.released", conn=self.own[key].conn)
         del self.own[key]
         self._own_set.discard(key)
         for peer in self.peers.values():
@@ -388,6 +392,7 @@ class AnycastNode:
         self.own[key] = claim
         self._own_set.add(key)
         self.counters["claims_made"] += 1
+        _log.info("claim.made", conn=conn, waiting_for=sorted(waiting))
         for peer_id in waiting:
             self.peers[peer_id].queue(Op.CLAIM, key)
         if not waiting:
@@ -396,6 +401,7 @@ class AnycastNode:
     def _lift_fence(self, claim: _OwnClaim, now: float) -> None:
         claim.conn.set_send_limit(None)
         self.claim_rtts.append(max(now - claim.started, 0.0))
+        _log.info("claim.acknowledged", conn=claim.conn, seconds=round(now - claim.started, 6))
 
     def _acknowledged(self, peer: Peer, batch: Batch, now: float) -> None:
         for op, key in batch.ops:
@@ -489,11 +495,16 @@ class AnycastNode:
         if peer.incarnation is not None and incarnation != peer.incarnation:
             # It restarted: whatever it owned is gone, and it remembers none of our claims.
             self.counters["peer_restarts"] += 1
+            _log.info(
+                "peer.restarted", peer=peer.id, incarnation=incarnation, dropped_claims=self.claims.summary(peer.id)[0]
+            )
             self.claims.drop_owner(peer.id)
             self._orphans.pop(peer.id, None)
             peer.reset_receive()
             peer.open_epoch(self._own_set.keys)
         peer.incarnation = incarnation
+        if peer.liveness is not Liveness.ALIVE:
+            _log.info("peer.alive", peer=peer.id, was=peer.liveness.value, incarnation=incarnation)
         if peer.liveness is Liveness.DEAD:
             self.counters["peer_revivals"] += 1
             self._orphans.pop(peer.id, None)  # its snapshot brings them back if they live on
@@ -505,6 +516,9 @@ class AnycastNode:
 
     def _declare_dead(self, peer: Peer, now: float) -> None:
         self.counters["peer_deaths"] += 1
+        _log.info(
+            "peer.dead", peer=peer.id, silent_for=round(now - peer.heard_at, 3), claims=self.claims.summary(peer.id)[0]
+        )
         peer.liveness = Liveness.DEAD
         peer.stop_stream()
         peer.reset_receive()
