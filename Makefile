@@ -3,9 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-deps
 
-$(STAMP): pyproject.toml
+system-deps:
+	scripts/system-deps
+
+$(STAMP): pyproject.toml | system-deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
