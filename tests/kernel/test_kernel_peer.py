@@ -116,13 +116,18 @@ def test_both_directions_at_once_byte_exact(netns, family):
             writer.write_eof()
 
         sending = asyncio.ensure_future(upload_back())
-        digest = hashlib.sha256()
+        offset, first_difference = 0, None
         while chunk := await reader.read(1 << 20):
-            digest.update(chunk)
-        received.append(digest.hexdigest())
+            want = expected[offset : offset + len(chunk)]
+            if first_difference is None and chunk != want:
+                pairs = enumerate(zip(chunk, want))
+                first_difference = offset + next((i for i, (a, b) in pairs if a != b), len(want))
+            offset += len(chunk)
+        received.append((offset, first_difference))
         await sending
         writer.close()
 
+    expected = payload(BIG, 3)
     received = []
 
     async def main():
@@ -132,7 +137,7 @@ def test_both_directions_at_once_byte_exact(netns, family):
 
     result = run(main())
     assert result["error"] is None
-    assert received == [hashlib.sha256(payload(BIG, 3)).hexdigest()]
+    assert received == [(BIG, None)], "(bytes received, offset of the first wrong byte)"
     assert result["received"] == BIG and result["sha256"] == hashlib.sha256(payload(BIG, 4)).hexdigest()
 
 
