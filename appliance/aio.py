@@ -76,8 +76,10 @@ class AnycastStack(Stack):
         addresses = list(addresses)
         kernel, routes = kernel_side(addresses)
         loop = asyncio.get_running_loop()
+        # No offloads yet: a stranger's super-segment would need cutting up and its checksum completing before it
+        # could be forwarded in datagrams (issue 7).
         device = await loop.run_in_executor(
-            None, lambda: TunDevice.open(tun, addresses=kernel, mtu=mtu, routes=routes, netns=netns)
+            None, lambda: TunDevice.open(tun, addresses=kernel, mtu=mtu, routes=routes, netns=netns, offload=False)
         )
         if capture is not None:
             device = TeeDevice(device, capture, clock=time.time)

@@ -165,10 +165,10 @@ class AnycastNode:
     def addresses(self) -> frozenset[bytes]:
         return self.host.addresses
 
-    def receive_packet(self, data: bytes, now: float) -> None:
+    def receive_packet(self, data: bytes, now: float, verified: bool = False) -> None:
         self._now = now
         self._raw = data
-        self.host.receive_packet(data, now)
+        self.host.receive_packet(data, now, verified)
 
     def next_event(self) -> tuple[Connection, Event] | None:
         while (item := self.host.next_event()) is not None:

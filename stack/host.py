@@ -39,6 +39,7 @@ from .wire import (
     parse_quoted_tcp,
     parse_tcp,
 )
+from .wire.tso import build_tso_packet
 
 # RFC 6335 §6: the dynamic (ephemeral) port range.
 EPHEMERAL_PORTS = range(49152, 65536)
@@ -128,6 +129,9 @@ class Host:
         self.packets_in = 0
         self.packets_out = 0
         self.retransmits_of_closed = 0  # with the open connections' own counts, a total that never falls
+        # Payload bytes per transmission for a device with TCP segmentation offload (0: none); the runtime sets it
+        # from what the device was granted, before any connection exists.
+        self.tso_limit = 0
 
     def config_for(self, addr: Address) -> TcpConfig:
         return self._config_v4 if len(addr) == 4 else self._config_v6
@@ -236,8 +240,9 @@ class Host:
     # ---------------------------------------------------------------------------------------------------------
     # Packets
 
-    def receive_packet(self, data: bytes, now: float) -> None:
-        """Take one IP datagram from the device. Malformed input is dropped and counted in ``drops``."""
+    def receive_packet(self, data: bytes, now: float, verified: bool = False) -> None:
+        """Take one IP datagram from the device. Malformed input is dropped and counted in ``drops``. ``verified``
+        says the device has checked (or produced) its transport checksum, so it is not checked again."""
         self.packets_in += 1
         try:
             packet = parse_ip(data)
@@ -261,7 +266,7 @@ class Host:
             self.drops["bad_source"] += 1
             return
         try:
-            seg = parse_tcp(packet.payload, packet.src, packet.dst)
+            seg = parse_tcp(packet.payload, packet.src, packet.dst, verify_checksum=not verified)
         except WireError:
             self.drops["bad_tcp"] += 1
             return
@@ -365,8 +370,12 @@ class Host:
             segments = conn.segments_to_send(now)
             if segments:
                 local, remote, tos = conn.local_addr, conn.remote_addr, conn.config.dscp << 2
+                mss = conn.tx.eff_mss
                 for seg in segments:
-                    out.append(build_tcp_packet(seg, local, remote, ttl=ttl, tos=tos))
+                    if len(seg.payload) > mss:  # joined for the device to cut at the MSS (stack/wire/tso.py)
+                        out.append(build_tso_packet(seg, local, remote, mss, ttl=ttl, tos=tos))
+                    else:
+                        out.append(build_tcp_packet(seg, local, remote, ttl=ttl, tos=tos))
             if conn.state is State.CLOSED:
                 self._forget(conn)
             else:
@@ -421,6 +430,7 @@ class Host:
     ) -> Connection:
         conn = Connection(local, local_port, remote, remote_port, iss, config)
         conn.on_change = self._on_change
+        conn.tso_limit = self.tso_limit
         self.connections[(local, local_port, remote, remote_port)] = conn
         self._dirty[conn] = None
         if self.on_open is not None:

@@ -105,6 +105,23 @@ class TeeDevice:
                 record(packet, now, "in")
         return packets
 
+    def __getattr__(self, name: str):
+        # What only an offloading TUN has, the stack looks for: its offloads and read_batch_verified.
+        if name in ("offloads", "tso_limit"):
+            return getattr(self.device, name)
+        if name == "read_batch_verified" and hasattr(self.device, name):
+            return self._read_batch_verified
+        raise AttributeError(name)
+
+    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[bool]]:
+        packets, verified = self.device.read_batch_verified(limit)
+        if packets:
+            now = self.clock()
+            record = self.writer.write
+            for packet in packets:
+                record(packet, now, "in")
+        return packets, verified
+
     def write(self, packet: bytes) -> bool:
         if not self.device.write(packet):
             return False

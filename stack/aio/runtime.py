@@ -38,6 +38,8 @@ class Runtime:
         self._flush_scheduled = False
         self._closed = False
         self.after_output: Callable[[], None] | None = None  # more output to write at each flush (the node's UDP)
+        # A TUN with offloads says which packets the kernel has checksummed already (tunnel/vnet.py).
+        self._read_verified = getattr(device, "read_batch_verified", None)
         fd = device.fileno()
         if fd is not None:
             loop.add_reader(fd, self._on_readable)
@@ -52,13 +54,21 @@ class Runtime:
     def _on_readable(self) -> None:
         if self._closed:
             return
-        packets = self.device.read_batch(READ_BATCH)
+        read_verified = self._read_verified
+        if read_verified is not None:
+            packets, verified = read_verified(READ_BATCH)
+        else:
+            packets = self.device.read_batch(READ_BATCH)
         if not packets:
             return
         now = self.loop.time()
         receive = self.host.receive_packet
-        for packet in packets:
-            receive(packet, now)
+        if read_verified is not None:
+            for packet, ok in zip(packets, verified, strict=True):
+                receive(packet, now, ok)
+        else:
+            for packet in packets:
+                receive(packet, now)
         if len(packets) == READ_BATCH:
             self.loop.call_soon(self._on_readable)  # more may be waiting: yield, then drain again
         self._dispatch()

@@ -15,6 +15,8 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
+import structlog
+
 from ..addresses import packed
 from ..host import Host
 from ..tcp.config import TcpConfig
@@ -23,6 +25,8 @@ from ..tcp.errors import LocalProtocolError
 from .runtime import Runtime
 from .server import Server
 from .transport import TcpTransport
+
+_log = structlog.get_logger("stack.aio")
 
 DEFAULT_LIMIT = 2**16  # asyncio's stream buffer limit
 
@@ -63,6 +67,8 @@ class Stack:
         self.addresses = ifaces
         engine = self._make_engine([str(i.ip) for i in ifaces], secret or os.urandom(32), device.mtu, config, ttl)
         self.host: Host = engine.host if hasattr(engine, "host") else engine
+        # A TUN with segmentation offload takes super-segments (tunnel/vnet.py, stack/wire/tso.py).
+        self.host.tso_limit = getattr(device, "tso_limit", 0)
         self.runtime = Runtime(engine, device, self.loop)
         self.runtime.accept = self._accept
         self._servers: dict[tuple[bytes | None, int], Server] = {}
@@ -85,13 +91,16 @@ class Stack:
         faults=None,
         seed: int | str = 0,
         capture=None,
+        offload: bool = True,
     ) -> "Stack":
         """Create the TUN device ``name`` and answer for ``addresses`` through it. The kernel side of the device
         takes the first other address of each subnet (10.1.0.1 for 10.1.0.2/24), so the kernel's sockets reach
         the stack through it; a /32 or /128 is routed into the device instead. ``netns`` puts the device in a
         network namespace (``tunnel.netns.NetNamespace``); ``faults`` (``tunnel.faults.Faults``) injects seeded
         loss, duplication, reordering and corruption both ways, for tests; ``capture`` (``tunnel.pcap.PcapWriter``)
-        records every packet read and written."""
+        records every packet read and written. ``offload`` asks the kernel for checksum and TSO offloads
+        (tunnel/vnet.py): 64 KB super-segments then cross the device both ways, and a kernel that refuses gets a
+        plain device; injected faults turn it off, since the kernel would vouch for a corrupted super-segment."""
         from tunnel.faults import FaultyDevice
         from tunnel.pcap import TeeDevice
         from tunnel.tun import TunDevice  # the device layer; the sans-I/O core never imports it
@@ -100,8 +109,12 @@ class Stack:
         kernel, routes = kernel_side(addresses)
         loop = asyncio.get_running_loop()
         device = await loop.run_in_executor(
-            None, lambda: TunDevice.open(name, addresses=kernel, mtu=mtu, routes=routes, netns=netns)
+            None,
+            lambda: TunDevice.open(
+                name, addresses=kernel, mtu=mtu, routes=routes, netns=netns, offload=offload and faults is None
+            ),
         )
+        _log.info("tun.opened", name=name, offloads=device.offloads)
         if faults is not None:
             device = FaultyDevice(device, faults, seed, clock=loop.time)
         if capture is not None:

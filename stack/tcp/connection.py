@@ -90,6 +90,9 @@ class Connection:
         self.wscale_ok = False  # RFC 7323 §2: agreed in the SYN exchange
         self.ts = Timestamps(iss)
         self.soft_error: str | None = None  # the latest ICMP soft error (RFC 9293 SHLD-25)
+        # Payload bytes one transmission may carry when the device has segmentation offload (set by the Host);
+        # 0: one segment per MSS.
+        self.tso_limit = 0
 
     def __repr__(self) -> str:
         return f"<Connection :{self.local_port} -> :{self.remote_port} {self.state}>"
@@ -375,8 +378,11 @@ class Connection:
                 tx.syn_sent(now)
         else:
             if state in _SENDS_DATA:
-                while (seg := self._next_data_segment(now)) is not None:
-                    out.append(seg)
+                if self.tso_limit:
+                    self._data_super_segments(now, out)
+                else:
+                    while (seg := self._next_data_segment(now)) is not None:
+                        out.append(seg)
                 if self._probe_due:
                     self._probe_due = False
                     if tx.snd_wnd == 0:
@@ -428,11 +434,34 @@ class Connection:
         )
 
     def _next_data_segment(self, now: float, force: bool = False) -> TcpSegment | None:
-        tx = self.tx
-        item = tx.next_segment(now, force)
+        item = self.tx.next_segment(now, force)
         if item is None:
             return None
         start, end, fin, _ = item
+        return self._data_segment(start, end, fin, now)
+
+    def _data_super_segments(self, now: float, out: list[TcpSegment]) -> None:
+        """What ``_next_data_segment`` would send, with runs of adjacent full-sized segments joined into one of up
+        to ``tso_limit`` payload bytes, for a device with segmentation offload to cut apart again at the MSS
+        (stack/wire/tso.py). The sender still records, SACKs and retransmits each MSS-sized piece on its own."""
+        tx, limit = self.tx, self.tso_limit
+        mss = tx.eff_mss
+        run_start = run_end = -1
+        run_fin = False
+        whole = True  # every piece of the run so far is MSS-sized, so one more can follow
+        while (item := tx.next_segment(now)) is not None:
+            start, end, fin, _ = item
+            if start == run_end and whole and end - run_start <= limit and tx.snd_up <= start:
+                run_end, run_fin, whole = end, fin, end - start == mss and not fin
+                continue
+            if run_start >= 0:
+                out.append(self._data_segment(run_start, run_end, run_fin, now))
+            run_start, run_end, run_fin, whole = start, end, fin, end - start == mss and not fin
+        if run_start >= 0:
+            out.append(self._data_segment(run_start, run_end, run_fin, now))
+
+    def _data_segment(self, start: int, end: int, fin: bool, now: float) -> TcpSegment:
+        tx = self.tx
         data_end = tx.data_end
         stop = min(end, data_end)
         payload = bytes(tx.buf[start - tx.buf_off : stop - tx.buf_off])
@@ -724,7 +753,7 @@ class Connection:
                 self._data_marked = True
                 self._emit(_DATA)
             if not rx.ack_now or had_ack_now:
-                rx.on_in_order_segment(now)
+                rx.on_in_order_segment(now, len(payload))
         elif payload and not rx.ack_now:
             rx.ack_now = True  # a duplicate: tell the peer where we are
         if fin_reached:

@@ -106,10 +106,11 @@ class Receiver:
 
     # -- acknowledgment policy ------------------------------------------------------------------------------
 
-    def on_in_order_segment(self, now: float) -> None:
+    def on_in_order_segment(self, now: float, length: int) -> None:
         """RFC 9293 §3.8.6.3 (MUST-40, SHLD-18, SHLD-19): ACK at least every second full-size segment, and
-        never later than the delayed-ACK timeout."""
-        self.segments_unacked += 1
+        never later than the delayed-ACK timeout. A super-segment from an offloading device counts as the
+        full-size segments it holds."""
+        self.segments_unacked += length // self.mss if length > self.mss else 1
         if self.segments_unacked >= 2:
             self.ack_now = True
         elif self.delayed_ack_at is None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from ..host import Host
 from ..tcp.connection import Connection
 from ..tcp.events import Event
+from ..wire.tso import TsoPacket, segment
 from .link import FaultyLink, LinkFaults
 
 App = Callable[[Host, Connection, Event], None]
@@ -24,6 +25,7 @@ class Network:
         self._by_address: dict[bytes, str] = {}
         self.links: dict[tuple[str, str], FaultyLink] = {}
         self.unroutable = 0
+        self.super_segments = 0  # TsoPackets the hosts sent, cut into pieces on the way
 
     def add_host(self, name: str, host: Host, app: App | None = None) -> Host:
         if name in self.hosts:
@@ -59,6 +61,11 @@ class Network:
         link = self.links.get((src, dst)) if dst is not None else None
         if link is None:
             self.unroutable += 1
+            return
+        if type(packet) is TsoPacket:
+            self.super_segments += 1
+            for piece in segment(packet):  # what a device with segmentation offload puts on the wire
+                link.send(piece, self.now)
             return
         link.send(packet, self.now)
 

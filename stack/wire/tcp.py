@@ -283,12 +283,14 @@ def parse_tcp(data, src: bytes, dst: bytes, *, verify_checksum: bool = True) -> 
     return TcpSegment(src_port, dst_port, seq, ack, flags, window, data[header_length:], options, urgent)
 
 
-def _encode(seg: TcpSegment, addresses: int) -> tuple[bytes, int, int, int]:
+def _encode(seg: TcpSegment, addresses: int, partial: bool = False) -> tuple[bytes, int, int, int]:
     """``(options bytes, data offset and flags word, TCP length, checksum)`` for ``seg``.
 
     ``addresses`` is the source and destination read as one integer: with 2**16 ≡ 1 (mod 0xFFFF) it stands for
     their word sum, as each 32-bit field of the header does for its two words, so the checksum needs one pass
-    over the payload only and the header is packed once, checksum included.
+    over the payload only and the header is packed once, checksum included. ``partial`` leaves the field as a
+    device with checksum offload wants it (Linux's CHECKSUM_PARTIAL): the folded pseudo-header sum alone, for
+    the device to add the segment's own sum to and complement.
     """
     flags = seg.flags
     if flags >> 8:
@@ -307,6 +309,9 @@ def _encode(seg: TcpSegment, addresses: int) -> tuple[bytes, int, int, int]:
     payload = seg.payload
     tcp_length = 20 + len(raw_options) + len(payload)
     offset_flags = ((20 + len(raw_options)) << 10) | flags
+    if partial:
+        # Never zero (the protocol word is 6): a zero residue is the folded sum 0xFFFF.
+        return raw_options, offset_flags, tcp_length, (addresses + PROTO_TCP + tcp_length) % 0xFFFF or 0xFFFF
     # The payload's residue first: every addition to its big integer would copy it.
     residue = int.from_bytes(payload, "big") % 0xFFFF
     if len(payload) & 1:
@@ -343,15 +348,18 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     return header + raw_options + seg.payload
 
 
-def build_tcp_packet(seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64, tos: int = 0) -> bytes:
+def build_tcp_packet(
+    seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64, tos: int = 0, partial_checksum: bool = False
+) -> bytes:
     """IP header and TCP segment, by address family: the builder the host calls for every segment it sends.
 
     IPv4 goes with Don't Fragment set (RFC 1191 path MTU discovery) and Identification 0, which RFC 6864 §4.1
     allows for such atomic datagrams: "Originating sources MAY set the IPv4 ID field of atomic datagrams to
-    any value." ``tos`` is the IPv4 TOS / IPv6 Traffic Class byte (DSCP << 2, RFC 2474).
+    any value." ``tos`` is the IPv4 TOS / IPv6 Traffic Class byte (DSCP << 2, RFC 2474). ``partial_checksum``
+    leaves the TCP checksum to a device with checksum offload (see ``_encode``).
     """
     addresses = int.from_bytes(src + dst, "big")
-    raw_options, offset_flags, tcp_length, checksum = _encode(seg, addresses)
+    raw_options, offset_flags, tcp_length, checksum = _encode(seg, addresses, partial_checksum)
     try:
         if len(src) == 4 and len(dst) == 4:
             total_length = 20 + tcp_length

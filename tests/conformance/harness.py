@@ -226,7 +226,8 @@ class LinuxTcp:
             for key, value in LINUX_SYSCTLS.items():
                 self.ns.run(["sysctl", "-qw", f"{key}={value}"], check=True)
             addresses = ["10.81.0.1/24", "fd81::1/64"]
-            self.tun = TunDevice.open("atcp" + self.ns.name[-8:], addresses=addresses, netns=self.ns)
+            # Plain packets both ways: the wire compares segments, and injects them with bad checksums too.
+            self.tun = TunDevice.open("atcp" + self.ns.name[-8:], addresses=addresses, netns=self.ns, offload=False)
             for family, address in ((socket.AF_INET, "10.81.0.1"), (socket.AF_INET6, "fd81::1")):
                 self.listeners[family] = self.ns.call_inside(lambda f=family, a=address: self._listen(f, a))
             self.wire = TunWire(self.tun, "10.81.0.1", "10.81.0.9", lambda p: self._shutdown(socket.AF_INET, p))
@@ -295,7 +296,8 @@ class OurTcp:
     async def _open(self, ifname: str):
         from stack import Stack
 
-        stack = await Stack.open_tun(ifname, ["10.71.0.2/24", "fd71::2/64"], netns=self.ns)
+        # Segment for segment, as the kernel's side is compared: no super-segments from the device.
+        stack = await Stack.open_tun(ifname, ["10.71.0.2/24", "fd71::2/64"], netns=self.ns, offload=False)
         await stack.start_server(self._hold, None, PORT, backlog=4096)
         return stack
 

@@ -70,9 +70,9 @@ async def start_peer(ns, *args) -> asyncio.Future:
     return loop.run_in_executor(None, lambda: json.loads(proc.communicate()[0].decode().splitlines()[-1]))
 
 
-async def open_stack(ns, family: int) -> Stack:
+async def open_stack(ns, family: int, offload: bool = True) -> Stack:
     ours, _ = FAMILIES[family]
-    return await Stack.open_tun("atcp" + ns.name[-8:], [ours], netns=ns)
+    return await Stack.open_tun("atcp" + ns.name[-8:], [ours], netns=ns, offload=offload)
 
 
 @pytest.mark.root
@@ -108,7 +108,10 @@ def test_our_client_downloads_from_a_kernel_server_byte_exact(netns, family):
 
 
 @pytest.mark.root
-def test_both_directions_at_once_byte_exact(netns, family):
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
+def test_both_directions_at_once_byte_exact(netns, family, offload):
+    """200 MB each way at once; with offloads the device hands over and takes 64 KB super-segments."""
+
     async def duplex(reader, writer):
         async def upload_back():
             writer.write(payload(BIG, 4))
@@ -131,11 +134,15 @@ def test_both_directions_at_once_byte_exact(netns, family):
     received = []
 
     async def main():
-        async with await open_stack(netns, family) as stack:
+        async with await open_stack(netns, family, offload) as stack:
             await stack.start_server(duplex, None, 5003)
-            return await peer(netns, "connect-duplex", FAMILIES[family][0].split("/")[0], 5003, BIG, 3)
+            result = await peer(netns, "connect-duplex", FAMILIES[family][0].split("/")[0], 5003, BIG, 3)
+            stats = stack.device.stats
+            return result, stats.bytes_in / stats.packets_in, stats.bytes_out / stats.packets_out
 
-    result = run(main())
+    result, mean_in, mean_out = run(main())
+    # Super-segments both ways with offloads (the mean packet far above the MTU), none without.
+    assert (mean_in > 3000 and mean_out > 3000) if offload else (mean_in <= 1500 and mean_out <= 1500)
     assert result["error"] is None
     assert received == [(BIG, None)], "(bytes received, offset of the first wrong byte)"
     assert result["received"] == BIG and result["sha256"] == hashlib.sha256(payload(BIG, 4)).hexdigest()

@@ -56,13 +56,15 @@ class TwoHosts(RuleBasedStateMachine):
         may_abort=st.sampled_from([False, False, False, True]),
         backlog=st.tuples(*[st.sampled_from([0, 1, 3000, 100_000, 600_000])] * 2),
         configs=st.tuples(*[configs] * 2),
+        tso=st.tuples(*[st.sampled_from([0, 0, 65455])] * 2),  # segmentation offload, cut apart on the link
     )
-    def start(self, seed, family, there, back, may_abort, backlog, configs):
+    def start(self, seed, family, there, back, may_abort, backlog, configs, tso):
         client_addr, server_addr = ADDRS[family]
         self.rng = random.Random(seed)
         self.net = Network(seed)
         self.client = Host([client_addr], secret=b"client-secret-16", config=configs[0])
         self.server = Host([server_addr], secret=b"server-secret-16", config=configs[1])
+        self.client.tso_limit, self.server.tso_limit = tso
         self.server.listen(PORT)
         self.conns: dict[str, Connection | None] = {"client": None, "server": None}
         self.sent = {"client": bytearray(), "server": bytearray()}  # by sender

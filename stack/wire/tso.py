@@ -1,0 +1,49 @@
+"""TCP segmentation offload: one IP datagram carrying a super-segment, for a device that cuts it into segments of
+``gso_size`` payload bytes (Linux's GSO/TSO, virtio-net's ``gso_size``), and the same cut done in software.
+
+What the device does to each piece is what Linux's ``tcp_gso_segment`` does: the sequence number advances by
+``gso_size`` per piece, FIN and PSH stay on the last piece only, every other header field and option is copied,
+and each piece gets its own checksum. The super-segment's TCP checksum is left partial (the pseudo-header sum
+alone), since the device computes the pieces' checksums anyway.
+"""
+
+from .ip import parse_ip
+from .tcp import FIN, PSH, TcpSegment, build_tcp_packet, parse_tcp
+
+
+class TsoPacket(bytes):
+    """An IPv4 or IPv6 datagram whose TCP payload is to be cut into segments of ``gso_size`` bytes."""
+
+    gso_size: int
+
+
+def build_tso_packet(
+    seg: TcpSegment, src: bytes, dst: bytes, gso_size: int, *, ttl: int = 64, tos: int = 0
+) -> TsoPacket:
+    packet = TsoPacket(build_tcp_packet(seg, src, dst, ttl=ttl, tos=tos, partial_checksum=True))
+    packet.gso_size = gso_size
+    return packet
+
+
+def segment(packet: TsoPacket) -> list[bytes]:
+    """The segments a device would send for ``packet``, each a complete datagram with its checksums."""
+    ip = parse_ip(packet)
+    seg = parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False)
+    size, payload = packet.gso_size, seg.payload
+    pieces = []
+    for start in range(0, len(payload), size):
+        last = start + size >= len(payload)
+        flags = seg.flags if last else seg.flags & ~(FIN | PSH)
+        piece = TcpSegment(
+            seg.src_port,
+            seg.dst_port,
+            (seg.seq + start) & 0xFFFFFFFF,
+            seg.ack,
+            flags,
+            seg.window,
+            payload[start : start + size],
+            seg.options,
+            max(seg.urgent - start, 0),
+        )
+        pieces.append(build_tcp_packet(piece, ip.src, ip.dst, ttl=ip.ttl, tos=ip.tos))
+    return pieces
