@@ -24,7 +24,8 @@ test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/bench_core.py
+	scripts/system-deps bench
+	$(PY) bench/bench_tun.py --json bench/results-tun.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

@@ -56,6 +56,12 @@ def start_server(ns: NetNamespace, *args) -> subprocess.Popen:
 # -- the kernel against itself ------------------------------------------------------------------------------
 
 
+def links(ns: NetNamespace) -> list[str]:
+    """The namespace's links other than loopback."""
+    out = ns.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": lo:" not in line]
+
+
 def wrk_cps(ns: NetNamespace, url: str, seconds: float) -> float:
     """Connections per second: wrk opens a new connection for every request (Connection: close)."""
     out = ns.run(
@@ -67,9 +73,14 @@ def wrk_cps(ns: NetNamespace, url: str, seconds: float) -> float:
     return float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec:")))
 
 
-def kernel_reference(size: int, seconds: float) -> dict:
+def kernel_reference(size: int, seconds: float, offload: bool) -> dict:
     with NetNamespace.create() as a, NetNamespace.create() as b:
         veth(a, b, "10.73.0.1/24", "10.73.0.2/24")
+        if not offload:
+            for ns in (a, b):
+                for link in links(ns):
+                    ns.run(["ethtool", "-K", link, "tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"],
+                           capture_output=True, check=True)  # fmt: skip
         server = start_server(b, "serve", 6001, "sink")
         bulk = run_peer(a, "connect-send", "10.73.0.2", 6001, size, 1)
         server.communicate(timeout=60)
@@ -82,9 +93,10 @@ def kernel_reference(size: int, seconds: float) -> dict:
 # -- the kernel against our stack ---------------------------------------------------------------------------
 
 
-async def ours(ns: NetNamespace, size: int, seconds: float) -> dict:
+async def ours(ns: NetNamespace, size: int, seconds: float, offload: bool) -> dict:
     loop = asyncio.get_running_loop()
-    async with await Stack.open_tun("atcp" + ns.name[-8:], [f"{OURS}/24"], netns=ns) as stack:
+    async with await Stack.open_tun("atcp" + ns.name[-8:], [f"{OURS}/24"], netns=ns, offload=offload) as stack:
+        granted = stack.device.offloads
         # kernel -> us: the kernel sends, our server receives
         await stack.start_server(sink, None, 6001)
         receive = await loop.run_in_executor(None, run_peer, ns, "connect-send", OURS, 6001, size, 1)
@@ -103,7 +115,12 @@ async def ours(ns: NetNamespace, size: int, seconds: float) -> dict:
         # connections per second: the same HTTP responder as the kernel's, on our stack
         await stack.create_server(HttpOk, None, 6004, backlog=4096)
         cps = await loop.run_in_executor(None, wrk_cps, ns, f"http://{OURS}:6004/", seconds)
-    return {"receive_mbit": size * 8 / receive["seconds"] / 1e6, "send_mbit": size * 8 / send_seconds / 1e6, "cps": cps}
+    return {
+        "offloads": granted,
+        "receive_mbit": size * 8 / receive["seconds"] / 1e6,
+        "send_mbit": size * 8 / send_seconds / 1e6,
+        "cps": cps,
+    }
 
 
 def main() -> None:
@@ -124,21 +141,32 @@ def main() -> None:
         runner = asyncio.run
     if shutil.which("wrk") is None:
         raise SystemExit("bench_tun.py needs wrk for connections per second: apt-get install wrk")
-    kernel = kernel_reference(size, args.seconds)
-    with NetNamespace.create() as ns:
-        us = runner(ours(ns, size, args.seconds))
-    rows = [
-        ("single connection, kernel -> anycast-tcp", us["receive_mbit"], kernel["bulk_mbit"], "Mbit/s"),
-        ("single connection, anycast-tcp -> kernel", us["send_mbit"], kernel["bulk_mbit"], "Mbit/s"),
-        ("connections/s (wrk, HTTP/1.1, Connection: close)", us["cps"], kernel["cps"], "conn/s"),
-    ]
-    print(f"{'':44} {'anycast-tcp':>12} {'Linux kernel':>13} {'ratio':>7}")
+    kernel = kernel_reference(size, args.seconds, offload=True)
+    kernel_plain = kernel_reference(size, args.seconds, offload=False)
+    us = {}
+    for offload in (True, False):
+        with NetNamespace.create() as ns:
+            us[offload] = runner(ours(ns, size, args.seconds, offload))
+    rows = []
+    for offload, reference in ((True, kernel), (False, kernel_plain)):
+        mode = f"offloads {us[offload]['offloads']}" if offload else "no offloads"
+        rows += [
+            (f"kernel -> anycast-tcp, {mode}", us[offload]["receive_mbit"], reference["bulk_mbit"], "Mbit/s"),
+            (f"anycast-tcp -> kernel, {mode}", us[offload]["send_mbit"], reference["bulk_mbit"], "Mbit/s"),
+            (f"connections/s, {mode}", us[offload]["cps"], reference["cps"], "conn/s"),
+        ]
+    print(f"{'':50} {'anycast-tcp':>12} {'Linux kernel':>13} {'ratio':>7}")
     for name, ours_value, kernel_value, unit in rows:
-        print(f"{name:44} {ours_value:12,.0f} {kernel_value:13,.0f} {ours_value / kernel_value:7.3f}  {unit}")
-    print("(kernel reference: two namespaces over a veth pair, offloads as the kernel sets them; MTU 1500;")
-    print(" connections/s: the same Python HTTP responder, on kernel sockets or on our stack)")
+        print(f"{name:50} {ours_value:12,.0f} {kernel_value:13,.0f} {ours_value / kernel_value:7.3f}  {unit}")
+    print("(kernel reference: one connection between two namespaces over a veth pair, with the veth's offloads on,")
+    print(" or off (ethtool -K ... tso gso gro tx rx off) for the no-offload rows; MTU 1500; connections/s: wrk")
+    print(" against the same Python HTTP/1.1 responder (Connection: close), on kernel sockets or on our stack)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"ours": us, "kernel": kernel}, indent=2))
+        figures = {
+            "ours": {"offload": us[True], "plain": us[False]},
+            "kernel": {"offload": kernel, "plain": kernel_plain},
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
