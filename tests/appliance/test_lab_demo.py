@@ -271,7 +271,8 @@ def test_demo_download_is_exact_while_the_route_moves(prefix):
 
 @pytest.mark.root
 def test_without_anycast_the_first_route_move_resets_the_download(prefix):
-    done = lab_cli("demo", "--megabytes", "30", "--no-anycast", "--prefix", prefix)
+    # Enough bytes to outlast the first route move however fast the plain node sends (it has TUN offloads).
+    done = lab_cli("demo", "--megabytes", "1000", "--no-anycast", "--prefix", prefix)
     assert done.returncode == 0, done.stdout + done.stderr
     verdict = done.stdout.strip().splitlines()[-1]
     match = re.fullmatch(
@@ -279,7 +280,7 @@ def test_without_anycast_the_first_route_move_resets_the_download(prefix):
         verdict,
     )
     assert match, verdict
-    assert int(match[1].replace(",", "")) < 30_000_000
+    assert int(match[1].replace(",", "")) < 1_000_000_000
     assert wait_until_gone(prefix) == NOTHING
 
 
