@@ -8,7 +8,7 @@ sequence numbers come from (default: RFC 6528).
 import dataclasses
 import hashlib
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from .addresses import Address, is_unicast_source, packed
@@ -119,7 +119,10 @@ class Host:
         self.listeners: dict[tuple[Address | None, int], Listener] = {}
         self._embryonic: dict[Connection, Listener | None] = {}  # passive, not yet announced to the application
         self._dirty: dict[Connection, None] = {}  # may have output or a new deadline (insertion-ordered set)
-        self._event_ready: dict[Connection, None] = {}
+        # Connections that may have events, in the order they got them: a queue, and a set for membership (a
+        # dict drained from the front would leave deleted slots that every later lookup of its head walks over).
+        self._event_queue: deque[Connection] = deque()
+        self._event_ready: set[Connection] = set()
         self._timers: list[tuple[float, int, Connection]] = []
         self._armed: dict[Connection, float] = {}
         self._timer_seq = 0
@@ -213,12 +216,13 @@ class Host:
     def next_event(self) -> tuple[Connection, Event] | None:
         """The next event of any connection the application knows of, with that connection. A passive
         connection first appears with its ``Established`` event."""
-        ready = self._event_ready
-        while ready:
-            conn = next(iter(ready))
+        queue, ready = self._event_queue, self._event_ready
+        while queue:
+            conn = queue[0]
             event = conn.next_event()
             if event is None:
-                del ready[conn]
+                queue.popleft()
+                ready.discard(conn)
                 continue
             if conn in self._embryonic:
                 listener = self._embryonic[conn]
@@ -452,5 +456,6 @@ class Host:
 
     def _on_change(self, conn: Connection) -> None:
         self._dirty[conn] = None
-        if conn.has_events:
-            self._event_ready[conn] = None
+        if conn.has_events and conn not in self._event_ready:
+            self._event_ready.add(conn)
+            self._event_queue.append(conn)

@@ -12,12 +12,12 @@ from ..addresses import text
 from ..tcp.connection import Connection
 from ..tcp.events import Closed, CloseReason, DataReceived, Established, PeerClosed, Reset, SendSpace, SoftError
 from ..tcp.state import State
+from .sendqueue import SendQueue
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 DEFAULT_HIGH_WATER = 64 * 1024  # asyncio's default for socket transports
-PUSH_CHUNK = 256 * 1024  # bytes offered to the connection at a time (bounds the copy per offer)
 
 
 def close_error(reason: CloseReason, refused: bool) -> Exception | None:
@@ -34,6 +34,24 @@ def close_error(reason: CloseReason, refused: bool) -> Exception | None:
 
 
 class TcpTransport(asyncio.Transport):
+    # Slots (asyncio's transports declare theirs): an idle connection should cost little beyond its TCB.
+    __slots__ = (
+        "_close_pending",
+        "_closing",
+        "_conn",
+        "_eof_pending",
+        "_high_water",
+        "_lost",
+        "_low_water",
+        "_paused_protocol",
+        "_pending",
+        "_protocol",
+        "_reading",
+        "_refused",
+        "_runtime",
+        "_waiter",
+    )
+
     def __init__(
         self,
         runtime: "Runtime",
@@ -46,7 +64,7 @@ class TcpTransport(asyncio.Transport):
         self._runtime = runtime
         self._conn = conn
         self._protocol = protocol
-        self._pending = bytearray()  # accepted from the application, not yet taken by the connection
+        self._pending = SendQueue()  # accepted from the application, not yet taken by the connection
         self._eof_pending = False
         self._close_pending = False
         self._closing = False
@@ -56,11 +74,6 @@ class TcpTransport(asyncio.Transport):
         self._refused = False
         self._high_water = DEFAULT_HIGH_WATER
         self._low_water = DEFAULT_HIGH_WATER // 4
-        self._extra = {
-            "peername": (text(conn.remote_addr), conn.remote_port),
-            "sockname": (text(conn.local_addr), conn.local_port),
-            "socket": None,
-        }
 
     # -- events from the connection (called by the runtime) -------------------------------------------------
 
@@ -118,7 +131,7 @@ class TcpTransport(asyncio.Transport):
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._lost or self._closing or not data:
             return
-        self._pending += data
+        self._pending.append(data)
         self._push_pending()
         self._maybe_pause_protocol()
         self._runtime.schedule_flush()
@@ -129,12 +142,7 @@ class TcpTransport(asyncio.Transport):
     def _push_pending(self) -> None:
         # Offer until the connection refuses: only a short send() makes it promise a SendSpace event, so a slice
         # taken whole must be followed by another offer, or the rest would wait forever.
-        while self._pending:
-            offered = bytes(self._pending[:PUSH_CHUNK])
-            taken = self._conn.send(offered)
-            del self._pending[:taken]
-            if taken < len(offered):
-                break
+        self._pending.offer(self._conn.send)
         if not self._pending:
             if self._eof_pending:
                 self._eof_pending = False
@@ -230,8 +238,17 @@ class TcpTransport(asyncio.Transport):
         self._runtime.schedule_flush()
 
     def get_extra_info(self, name: str, default=None):
+        """As a socket transport answers: "peername", "sockname", "socket" (None: there is none), and
+        "tcp_info" (``Connection.info()``). Made when asked, not kept for every connection."""
+        conn = self._conn
+        if name == "peername":
+            return text(conn.remote_addr), conn.remote_port
+        if name == "sockname":
+            return text(conn.local_addr), conn.local_port
+        if name == "socket":
+            return None
         if name == "tcp_info":
-            return self._conn.info()
+            return conn.info()
         return self._extra.get(name, default)
 
     def get_protocol(self) -> asyncio.BaseProtocol:

@@ -5,7 +5,6 @@ Segments and ``now`` go in through ``receive_segment`` and ``handle_timer``; seg
 clock, draws a random number or touches a socket. Peer input never raises: what TCP says to drop is dropped.
 """
 
-from collections import deque
 from collections.abc import Callable
 
 import structlog
@@ -50,6 +49,41 @@ _DATA = object()  # event-queue marker: "buffered data is readable here", turned
 class Connection:
     """A TCB and the rules that move it. Create one per 4-tuple; ``connect`` or ``listen`` opens it."""
 
+    # Slots, not a __dict__: a host may hold 100,000 idle connections, and a dict costs about 1.3 KB of each.
+    __slots__ = (
+        "_control",
+        "_data_marked",
+        "_events",
+        "_fin_requested",
+        "_keepalive_due",
+        "_orphaned",
+        "_probe_due",
+        "_reading_paused",
+        "_send_blocked",
+        "_watermark",
+        "challenge_acks",
+        "close_reason",
+        "config",
+        "fin_wait_2_until",
+        "keepalive",
+        "local_addr",
+        "local_port",
+        "on_change",
+        "passive",
+        "remote_addr",
+        "remote_port",
+        "rx",
+        "segments_received",
+        "segments_sent",
+        "soft_error",
+        "state",
+        "time_wait_until",
+        "ts",
+        "tso_limit",
+        "tx",
+        "wscale_ok",
+    )
+
     def __init__(
         self,
         local_addr: bytes,
@@ -82,7 +116,7 @@ class Connection:
         self.challenge_acks = RateLimit(config.challenge_acks_per_second)
         self._reading_paused = False
         self._control: list[TcpSegment] = []  # RSTs decided while processing input, sent first
-        self._events: deque = deque()
+        self._events: list = []  # few at a time; a deque's first block alone would cost 600 bytes
         self._data_marked = False
         self.on_change: Callable[[Connection], None] | None = None  # set by the Host
         self.segments_received = 0
@@ -114,7 +148,7 @@ class Connection:
         self.passive = True
         self.state = State.LISTEN
 
-    def send(self, data: bytes, urgent: bool = False) -> int:
+    def send(self, data: bytes | memoryview, urgent: bool = False) -> int:
         """Queue ``data``; return how many bytes fit in the send buffer (a ``SendSpace`` event follows a short
         count once room frees up). ``urgent`` marks the bytes taken as urgent data (RFC 9293 §3.8.5; SHLD-13
         says new applications should not use it)."""
@@ -228,10 +262,10 @@ class Connection:
         while events:
             event = events[0]
             if event is not _DATA:
-                return events.popleft()
+                return events.pop(0)
             if self._reading_paused:
                 return None
-            events.popleft()
+            events.pop(0)
             self._data_marked = False
             if not self.rx.buf:
                 continue
@@ -445,6 +479,8 @@ class Connection:
         to ``tso_limit`` payload bytes, for a device with segmentation offload to cut apart again at the MSS
         (stack/wire/tso.py). The sender still records, SACKs and retransmits each MSS-sized piece on its own."""
         tx, limit = self.tx, self.tso_limit
+        while (run := tx.next_run(now, limit)) is not None:  # the bulk of a transfer: new data, nothing lost
+            out.append(self._data_segment(run[0], run[1], False, now))
         mss = tx.eff_mss
         run_start = run_end = -1
         run_fin = False
@@ -546,7 +582,7 @@ class Connection:
         end = rx.rcv_offset + seq_sub(seq_add(seg.seq, seg.urgent), rx.rcv_nxt)
         if end > rx.rcv_up and end > rx.taken:
             rx.rcv_up = end
-            self._events.appendleft(UrgentData(end))
+            self._events.insert(0, UrgentData(end))
             self._changed()
 
     def _receive_in_listen(self, seg: TcpSegment, now: float) -> None:

@@ -17,6 +17,7 @@ class Receiver:
         "ack_now",
         "buf",
         "buffer_size",
+        "buffered",
         "delayed_ack",
         "delayed_ack_at",
         "dsack",
@@ -42,7 +43,10 @@ class Receiver:
         self.rcv_offset = 0  # stream offset of rcv_nxt (bytes of data received in order; never wraps)
         self.rcv_up = 0  # RCV.UP as a stream offset: where the peer's urgent data ends
         self.taken = 0  # bytes the application has taken
-        self.buf = bytearray()
+        # In-order bytes the application has not taken, as the payloads that brought them: taking them joins the
+        # pieces once (or hands over a lone payload as it is), where a bytearray would copy every byte twice.
+        self.buf: list[bytes] = []
+        self.buffered = 0
         self.buffer_size = config.receive_buffer
         self.mss = config.mss
         self.delayed_ack = config.delayed_ack
@@ -65,7 +69,7 @@ class Receiver:
     # -- the window -----------------------------------------------------------------------------------------
 
     def free_space(self) -> int:
-        return self.buffer_size - len(self.buf)
+        return self.buffer_size - self.buffered
 
     def window(self) -> int:
         """RCV.WND: the room we have, but never moving the right edge left once advertised.
@@ -207,7 +211,8 @@ class Receiver:
         )
 
     def _deliver(self, data: bytes) -> int:
-        self.buf += data
+        self.buf.append(data)
+        self.buffered += len(data)
         self.rcv_offset += len(data)
         self.rcv_nxt = (self.rcv_nxt + len(data)) & SEQ_MASK
         return len(data)
@@ -220,13 +225,16 @@ class Receiver:
 
     def take(self) -> bytes:
         """Hand all buffered in-order bytes to the application."""
-        data = bytes(self.buf)
-        self.buf.clear()
+        buf = self.buf
+        data = buf[0] if len(buf) == 1 else b"".join(buf)
+        buf.clear()
+        self.buffered = 0
         self.taken += len(data)
         return data
 
     def discard(self) -> None:
         """RFC 9293 §3.10.7.4 second: on reset "all segment queues should be flushed"."""
         self.buf.clear()
+        self.buffered = 0
         self.ooo.clear()
         self.fin_offset = None

@@ -5,13 +5,14 @@ data), so nothing here wraps. Records keep the boundaries they were sent with; a
 when it covers all of it, which a receiver that ACKs what it got always does.
 
 Besides sequence order, records are indexed in transmission order (RACK walks them oldest-sent first): a
-deque of (transmission number, record), where a retransmission appends a fresh entry and the old one goes
+list of (transmission number, record) read from a head index (a deque's first block would cost an idle
+connection 600 bytes), where a retransmission appends a fresh entry and the old one goes
 stale, as do all of a record's entries once it is cumulatively acknowledged (its number becomes 0); stale and
 SACKed entries are dropped when they reach the front.
 """
 
 import bisect
-from collections import deque
+from itertools import islice
 
 
 class Sent:
@@ -34,13 +35,14 @@ class Sent:
 
 
 class Scoreboard:
-    __slots__ = ("_by_time", "_head", "_numbers", "_records", "_starts", "lost_bytes", "sacked_bytes")
+    __slots__ = ("_by_time", "_head", "_numbers", "_records", "_starts", "_time_head", "lost_bytes", "sacked_bytes")
 
     def __init__(self) -> None:
         self._records: list[Sent] = []
         self._starts: list[int] = []
         self._head = 0  # records before _head were cumulatively acknowledged
-        self._by_time: deque[tuple[int, Sent]] = deque()
+        self._by_time: list[tuple[int, Sent]] = []
+        self._time_head = 0  # entries before it are stale
         self._numbers = 0
         self.sacked_bytes = 0
         self.lost_bytes = 0  # lost and not yet retransmitted (so not in flight)
@@ -69,6 +71,18 @@ class Scoreboard:
         self._starts.append(start)
         self._by_time.append((self._numbers, record))
         return record
+
+    def sent_run(self, start: int, end: int, size: int, now: float) -> None:
+        """Record new segments of ``size`` bytes from ``start`` to ``end`` (a multiple of ``size`` apart), sent
+        at once in one super-segment: each is its own record, as if sent alone."""
+        records, starts, by_time, number = self._records, self._starts, self._by_time, self._numbers
+        for offset in range(start, end, size):
+            number += 1
+            record = Sent(offset, offset + size, False, now, number)
+            records.append(record)
+            starts.append(offset)
+            by_time.append((number, record))
+        self._numbers = number
 
     def retransmitted(self, record: Sent, now: float) -> None:
         if record.acked:
@@ -194,12 +208,19 @@ class Scoreboard:
     def by_transmission(self):
         """Records still in flight and not delivered, oldest transmission first (stale entries pruned from the
         front as they are met)."""
-        entries = self._by_time
-        while entries:
-            number, record = entries[0]
+        entries, i = self._by_time, self._time_head
+        while i < len(entries):
+            number, record = entries[i]
             if number == record.xmit_number and not record.sacked:
                 break
-            entries.popleft()
-        for number, record in entries:
+            i += 1
+        if i == len(entries):
+            entries.clear()
+            i = 0
+        elif i > 1024 and i * 2 > len(entries):
+            del entries[:i]
+            i = 0
+        self._time_head = i
+        for number, record in islice(entries, i, None):
             if number == record.xmit_number and not record.sacked and not record.lost:
                 yield record

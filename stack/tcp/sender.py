@@ -447,6 +447,30 @@ class Sender:
             return self._probe_tail(now)
         return None
 
+    def next_run(self, now: float, limit: int) -> tuple[int, int] | None:
+        """For a device with segmentation offload: (start, end) of a run of at least two full-sized new segments,
+        at most ``limit`` bytes, that ``next_segment`` would send one after another right now, recorded at once;
+        or None when anything else may be due (a retransmission, a probe, a short or final segment), for
+        ``next_segment`` to decide. What the peer sees is the same either way."""
+        mss, nxt = self.eff_mss, self.nxt_off
+        if self.una_off < 0 or self.board.lost_bytes or self.tlp_due or self.snd_up > nxt:
+            return None  # urgent data: every segment carries its own pointer (RFC 9293 §3.8.5)
+        room = min(self.una_off + self.snd_wnd - nxt, self.cc.cwnd - self.pipe, self.data_end - nxt, limit)
+        if self.send_limit is not None:
+            room = min(room, self.una_off + seq_sub(self.send_limit, self.snd_una) - nxt)
+        if self.fin_queued and nxt + room == self.data_end:
+            room -= 1  # the last segment goes alone, so that the FIN can ride on it
+        count = room // mss
+        if count < 2:
+            return None
+        end = nxt + count * mss
+        self.board.sent_run(nxt, end, mss, now)
+        self.snd_nxt = self.seq_at(end)
+        if self.timed_end is None and self.rtt.backoff == 0:
+            self.timed_end, self.timed_at = nxt + mss, now
+        self._sent(end - nxt, now, retransmission=False)
+        return nxt, end
+
     def _small_segment_ok(self, n: int, available: int) -> bool:
         """RFC 9293 §3.8.6.2.1 (MUST-38) sender SWS avoidance with the Nagle algorithm (RFC 9293 §3.7.4,
         SHLD-7): a segment shorter than the MSS goes only if all queued data fits and nothing is unacknowledged
