@@ -26,6 +26,7 @@ test: lint
 bench: $(STAMP)
 	scripts/system-deps bench
 	$(PY) bench/bench_tun.py --json bench/results-tun.json
+	$(PY) bench/bench_idle.py --json bench/results-idle.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
