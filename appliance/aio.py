@@ -5,6 +5,8 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 
+import structlog
+
 from stack.aio.stack import Stack, kernel_side
 from stack.tcp.config import TcpConfig
 from tunnel.capture import TunnelCapture
@@ -13,6 +15,8 @@ from tunnel.pcap import PcapWriter, TeeDevice
 from tunnel.peer import PeerSocket
 
 from .node import AnycastNode, ClusterConfig
+
+_log = structlog.get_logger("appliance.aio")
 
 
 class AnycastStack(Stack):
@@ -68,19 +72,21 @@ class AnycastStack(Stack):
         secret: bytes | None = None,
         netns=None,
         capture: PcapWriter | None = None,
+        offload: bool = True,
     ) -> "AnycastStack":
         """Create the TUN device ``tun`` holding the anycast ``addresses`` (a /32 or /128 is routed into it) and
-        the peer socket on ``listen``, and run the node on both. ``capture`` records both in one pcap file."""
+        the peer socket on ``listen``, and run the node on both. ``capture`` records both in one pcap file;
+        ``offload`` asks for TUN offloads (``Stack.open_tun``)."""
         from tunnel.tun import TunDevice
 
         addresses = list(addresses)
         kernel, routes = kernel_side(addresses)
         loop = asyncio.get_running_loop()
-        # No offloads yet: a stranger's super-segment would need cutting up and its checksum completing before it
-        # could be forwarded in datagrams (issue 7).
+        # With offloads, what the node forwards for a stranger is cut to datagram size first (AnycastNode._forward).
         device = await loop.run_in_executor(
-            None, lambda: TunDevice.open(tun, addresses=kernel, mtu=mtu, routes=routes, netns=netns, offload=False)
+            None, lambda: TunDevice.open(tun, addresses=kernel, mtu=mtu, routes=routes, netns=netns, offload=offload)
         )
+        _log.info("tun.opened", name=tun, offloads=device.offloads)
         if capture is not None:
             device = TeeDevice(device, capture, clock=time.time)
         try:

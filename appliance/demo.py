@@ -55,7 +55,7 @@ def add_parsers(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
 
     p = sub.add_parser("demo", help="a download survives the route moving between 3 nodes every 0.2 s (root)")
-    p.add_argument("--megabytes", type=_positive(int), default=200, help="download size in MB (default 200)")
+    p.add_argument("--megabytes", type=_positive(int), default=1000, help="download size in MB (default 1000)")
     p.add_argument("--interval", type=_positive(float), default=0.2, help="seconds between route moves (0.2)")
     p.add_argument("--no-anycast", action="store_true", help="nodes without [cluster]: plain TCP, which breaks")
     p.add_argument("--keep", action="store_true", help="keep the node.toml files and logs even when it passes")

@@ -26,9 +26,11 @@ from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.events import Event, SendWatermark
 from stack.tcp.state import State
-from stack.wire import ACK, SYN, IcmpMessage, IpPacket, QuotedTcp, TcpSegment
+from stack.wire import ACK, SYN, IcmpMessage, IpPacket, QuotedTcp, TcpSegment, WireError
+from stack.wire.tso import fit
 from tunnel.encap import Kind, Opener, Sealer, overhead
 from tunnel.keys import ClusterKeys
+from tunnel.vnet import NEEDS_CSUM
 
 from . import control
 from .claims import DEFAULT_MAX_CLAIMS, ClaimSet, ClaimsTable, FourTuple
@@ -152,6 +154,7 @@ class AnycastNode:
         self._datagrams: list[tuple[tuple, bytes]] = []
         self._now = now  # the time of the call being handled (claims are timed from it)
         self._raw = b""  # the packet being classified, intact, for forwarding
+        self._raw_unfinished = False  # it must be cut into segments before it is forwarded (receive_packet)
         self._forwarded = False  # whether it arrived forwarded (then it is never forwarded again)
         self.counters: Counter[str] = Counter()
         self.claim_rtts: deque[float] = deque(maxlen=CLAIM_RTT_SAMPLES)
@@ -165,10 +168,15 @@ class AnycastNode:
     def addresses(self) -> frozenset[bytes]:
         return self.host.addresses
 
-    def receive_packet(self, data: bytes, now: float, verified: bool = False) -> None:
+    def receive_packet(self, data: bytes, now: float, verified: int = 0) -> None:
+        """One packet from the TUN; ``verified`` is the device's offload flags for it (tunnel/vnet.py)."""
         self._now = now
         self._raw = data
-        self.host.receive_packet(data, now, verified)
+        # What the kernel handed over as to an offloading device (a super-segment, or NEEDS_CSUM: a checksum
+        # left to the device) is cut into ordinary segments before it is forwarded: a datagram must fit in the
+        # underlay, and the owner verifies every checksum.
+        self._raw_unfinished = bool(verified & NEEDS_CSUM) or len(data) > self.host.mtu
+        self.host.receive_packet(data, now, bool(verified))
 
     def next_event(self) -> tuple[Connection, Event] | None:
         while (item := self.host.next_event()) is not None:
@@ -237,7 +245,7 @@ class AnycastNode:
                 self.counters["forwarded_in_too_many_hops"] += 1
                 return
             self.counters["forwarded_in"] += 1
-            self._raw, self._forwarded = opened.payload, True
+            self._raw, self._forwarded, self._raw_unfinished = opened.payload, True, False
             try:
                 self.host.receive_packet(opened.payload, now)
             finally:
@@ -260,8 +268,19 @@ class AnycastNode:
 
     def _forward(self, peer: Peer, reason: str) -> None:
         self.counters[reason] += 1
-        self.counters["forwarded_out"] += 1
-        self._datagrams.append((peer.address, self.sealer.data(self._raw, hops=1)))
+        if not self._raw_unfinished:
+            self.counters["forwarded_out"] += 1
+            self._datagrams.append((peer.address, self.sealer.data(self._raw, hops=1)))
+            return
+        try:
+            pieces = fit(self._raw, self.host.mtu)
+        except WireError:
+            self.counters["forward_unsplittable"] += 1  # not TCP: nothing the kernel would offload this way
+            return
+        self.counters["forwarded_out"] += len(pieces)
+        self.counters["forwarded_cut"] += 1
+        for piece in pieces:
+            self._datagrams.append((peer.address, self.sealer.data(piece, hops=1)))
 
     # ---------------------------------------------------------------------------------------------------------
     # The classifier (docs/anycast.md, "Classification"): the Host's policies for what matches no connection.

@@ -39,6 +39,7 @@ NODE_DROPS = (
     "control_stale_epoch",
     "control_out_of_order",
     "claims_refused_table_full",
+    "forward_unsplittable",
 )
 # The node's other counters, listed so their series exist from the start (an alert on "rising" needs a zero).
 CONTROL_EVENTS = (
@@ -52,6 +53,7 @@ CONTROL_EVENTS = (
     "peer_restarts",
     "peers_added",
     "peers_removed",
+    "forwarded_cut",
 )
 # Counters with a place of their own in the snapshot; every other node counter lands in "control".
 _PLACED = frozenset(

@@ -113,7 +113,7 @@ class TeeDevice:
             return self._read_batch_verified
         raise AttributeError(name)
 
-    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[bool]]:
+    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[int]]:
         packets, verified = self.device.read_batch_verified(limit)
         if packets:
             now = self.clock()

@@ -176,11 +176,11 @@ class TunDevice:
 
     # -- with IFF_VNET_HDR -----------------------------------------------------------------------------------
 
-    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[bool]]:
-        """Like ``read_batch``, with whether the kernel vouches for each packet's checksum (NEEDS_CSUM or
-        DATA_VALID): those need no verification, and a NEEDS_CSUM one could not pass it."""
+    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[int]]:
+        """Like ``read_batch``, with each packet's NEEDS_CSUM and DATA_VALID flags (tunnel/vnet.py): non-zero when
+        the kernel vouches for its checksum, which needs no verification (and a NEEDS_CSUM one could not pass)."""
         packets: list[bytes] = []
-        verified: list[bool] = []
+        verified: list[int] = []
         fd, read = self._fd, os.read
         header_len, trusted = vnet.HEADER_LEN, vnet.TRUSTED
         nbytes = 0
@@ -192,7 +192,7 @@ class TunDevice:
                         break
                     continue  # a header and no packet: nothing to take
                 packets.append(data[header_len:])
-                verified.append(bool(data[0] & trusted))
+                verified.append(data[0] & trusted)
                 nbytes += len(data) - header_len
         except BlockingIOError:
             pass

@@ -7,7 +7,8 @@ and each piece gets its own checksum. The super-segment's TCP checksum is left p
 alone), since the device computes the pieces' checksums anyway.
 """
 
-from .ip import parse_ip
+from .errors import WireError
+from .ip import PROTO_TCP, IpPacket, parse_ip
 from .tcp import FIN, PSH, TcpSegment, build_tcp_packet, parse_tcp
 
 
@@ -28,18 +29,33 @@ def build_tso_packet(
 def segment(packet: TsoPacket) -> list[bytes]:
     """The segments a device would send for ``packet``, each a complete datagram with its checksums."""
     ip = parse_ip(packet)
+    return _cut(ip, parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False), packet.gso_size)
+
+
+def fit(packet: bytes, mtu: int) -> list[bytes]:
+    """A TCP datagram the kernel handed over as a device would take it (larger than ``mtu``, or with a partial
+    checksum) as complete datagrams of at most ``mtu`` bytes, cut as a device would cut it. Raises WireError for
+    anything but a TCP datagram."""
+    ip = parse_ip(packet)
+    if ip.protocol != PROTO_TCP:
+        raise WireError(f"only TCP is cut into segments, not protocol {ip.protocol}")
     seg = parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False)
-    size, payload = packet.gso_size, seg.payload
+    return _cut(ip, seg, max(mtu - (len(packet) - len(seg.payload)), 1))
+
+
+def _cut(ip: IpPacket, seg: TcpSegment, size: int) -> list[bytes]:
+    payload = seg.payload
+    if not payload:
+        return [build_tcp_packet(seg, ip.src, ip.dst, ttl=ip.ttl, tos=ip.tos)]
     pieces = []
     for start in range(0, len(payload), size):
         last = start + size >= len(payload)
-        flags = seg.flags if last else seg.flags & ~(FIN | PSH)
         piece = TcpSegment(
             seg.src_port,
             seg.dst_port,
             (seg.seq + start) & 0xFFFFFFFF,
             seg.ack,
-            flags,
+            seg.flags if last else seg.flags & ~(FIN | PSH),
             seg.window,
             payload[start : start + size],
             seg.options,

@@ -12,6 +12,8 @@ from appliance.control import Ack, Batch, Heartbeat
 from appliance.node import AnycastNode, ClusterConfig
 from appliance.peers import ControlTiming, Liveness
 from stack.host import Host
+from stack.tcp.events import DataReceived
+from tunnel import vnet
 from tunnel.encap import HEADER_LEN, Sealer
 from tunnel.keys import ClusterKeys
 
@@ -369,6 +371,43 @@ def test_a_forwarded_packet_that_has_already_been_forwarded_is_dropped_and_count
 
     node1.receive_datagram(node2.sealer.data(syn, hops=1), cluster.now)  # the same SYN, one hop: accepted
     assert node1.counters["forwarded_in"] == 1 and len(node1.packets_to_send(cluster.now)) == 1
+
+
+@pytest.mark.parametrize("size", [900, 20_000])
+def test_a_super_segment_for_a_peer_is_cut_into_complete_segments_that_fit(size):
+    """With TUN offloads the kernel hands over up to 64 KB at once, its checksum left partial (NEEDS_CSUM); a
+    non-owner cuts it into segments that fit a datagram, each with its checksum, and the owner takes them all."""
+    cluster = Cluster(2)
+    node1, node2 = cluster.nodes[1], cluster.nodes[2]
+    now = cluster.now
+    client = Host(["198.51.100.7"], secret=bytes(32))
+    client.tso_limit = 65_000
+    conn = client.connect(SERVICE, PORT, now, local_port=40001)
+    for packet in client.packets_to_send(now):  # the handshake with the owner, node 2
+        node2.receive_packet(packet, now)
+    for packet in node2.packets_to_send(now):
+        client.receive_packet(packet, now)
+    client.packets_to_send(now)  # the ACK: it goes astray, the data below completes the handshake as well
+    conn.rx.buffer_size = conn.tx.cc.cwnd = 1 << 20
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    conn.send(data)
+    packets = client.packets_to_send(now)
+    assert len(packets) == 1 and (len(packets[0]) > node1.host.mtu) == (size > 1460)
+    sent = len(packets[0]) - 52  # IPv4 and TCP with timestamps; Nagle holds back a short tail
+
+    node1.receive_packet(packets[0], now, verified=vnet.NEEDS_CSUM)  # the route moved: node 1 gets it
+    datagrams = [d for _, d in node1.datagrams_to_send(now) if message(d) is None]  # data, not heartbeats
+    # Pieces of the MTU less 52 bytes of headers (IPv4, and TCP with timestamps).
+    assert len(datagrams) == -(-sent // (node1.host.mtu - 52)) and node1.counters["forwarded_cut"] == 1
+    assert all(len(d) <= node1.cluster.underlay_mtu - 28 for d in datagrams)
+    for datagram in datagrams:
+        node2.receive_datagram(datagram, now)
+    assert node2.host.drops["bad_tcp"] == 0
+    received = b""
+    while (item := node2.next_event()) is not None:
+        if type(item[1]) is DataReceived:
+            received += item[1].data
+    assert received == data[:sent]
 
 
 # -- (g) the tunnel's drops ---------------------------------------------------------------------------------------
