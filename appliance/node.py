@@ -155,6 +155,7 @@ class AnycastNode:
         self._now = now  # the time of the call being handled (claims are timed from it)
         self._raw = b""  # the packet being classified, intact, for forwarding
         self._raw_unfinished = False  # it must be cut into segments before it is forwarded (receive_packet)
+        self._raw_partial = False  # its checksum is the pseudo-header sum alone (NEEDS_CSUM)
         self._forwarded = False  # whether it arrived forwarded (then it is never forwarded again)
         self.counters: Counter[str] = Counter()
         self.claim_rtts: deque[float] = deque(maxlen=CLAIM_RTT_SAMPLES)
@@ -175,7 +176,8 @@ class AnycastNode:
         # What the kernel handed over as to an offloading device (a super-segment, or NEEDS_CSUM: a checksum
         # left to the device) is cut into ordinary segments before it is forwarded: a datagram must fit in the
         # underlay, and the owner verifies every checksum.
-        self._raw_unfinished = bool(verified & NEEDS_CSUM) or len(data) > self.host.mtu
+        self._raw_partial = bool(verified & NEEDS_CSUM)
+        self._raw_unfinished = self._raw_partial or len(data) > self.host.mtu
         self.host.receive_packet(data, now, bool(verified))
 
     def next_event(self) -> tuple[Connection, Event] | None:
@@ -273,12 +275,13 @@ class AnycastNode:
             self._datagrams.append((peer.address, self.sealer.data(self._raw, hops=1)))
             return
         try:
-            pieces = fit(self._raw, self.host.mtu)
+            pieces = fit(self._raw, self.host.mtu, self._raw_partial)
         except WireError:
             self.counters["forward_unsplittable"] += 1  # not TCP: nothing the kernel would offload this way
             return
         self.counters["forwarded_out"] += len(pieces)
-        self.counters["forwarded_cut"] += 1
+        if len(pieces) > 1:
+            self.counters["forwarded_cut"] += 1
         for piece in pieces:
             self._datagrams.append((peer.address, self.sealer.data(piece, hops=1)))
 

@@ -7,6 +7,7 @@ and each piece gets its own checksum. The super-segment's TCP checksum is left p
 alone), since the device computes the pieces' checksums anyway.
 """
 
+from .checksum import internet_checksum
 from .errors import WireError
 from .ip import PROTO_TCP, IpPacket, parse_ip
 from .tcp import FIN, PSH, TcpSegment, build_tcp_packet, parse_tcp
@@ -32,13 +33,20 @@ def segment(packet: TsoPacket) -> list[bytes]:
     return _cut(ip, parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False), packet.gso_size)
 
 
-def fit(packet: bytes, mtu: int) -> list[bytes]:
-    """A TCP datagram the kernel handed over as a device would take it (larger than ``mtu``, or with a partial
-    checksum) as complete datagrams of at most ``mtu`` bytes, cut as a device would cut it. Raises WireError for
-    anything but a TCP datagram."""
+def fit(packet: bytes, mtu: int, partial: bool) -> list[bytes]:
+    """A TCP datagram the kernel handed over as a device would take it (larger than ``mtu``, or with a
+    ``partial`` checksum: the pseudo-header sum alone) as complete datagrams of at most ``mtu`` bytes, cut as a
+    device would cut it. Raises WireError for anything but a TCP datagram."""
     ip = parse_ip(packet)
     if ip.protocol != PROTO_TCP:
         raise WireError(f"only TCP is cut into segments, not protocol {ip.protocol}")
+    start = len(packet) - len(ip.payload)
+    if len(packet) <= mtu:
+        if not partial:
+            return [packet]
+        # The device's work (virtio 1.1 §5.1.6.2): the sum from the TCP header on, over the pseudo-header sum.
+        checksum = internet_checksum(ip.payload).to_bytes(2, "big")
+        return [packet[: start + 16] + checksum + packet[start + 18 :]]
     seg = parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False)
     return _cut(ip, seg, max(mtu - (len(packet) - len(seg.payload)), 1))
 
