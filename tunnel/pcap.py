@@ -41,6 +41,8 @@ class PcapWriter:
         if self._file.closed:
             raise ValueError(f"write to a closed PcapWriter ({self.path})")
         sec, usec = divmod(round(timestamp * 1_000_000), 1_000_000)
+        if type(packet) is not bytes:
+            packet = bytes(packet)  # a TsoPacket in its two parts, or a bytearray
         length = len(packet)
         caplen = min(length, SNAPLEN)
         self._file.write(_RECORD_HEADER.pack(sec, usec, caplen, length))

@@ -233,7 +233,7 @@ class TunDevice:
 
     def _write_vnet(self, packet: bytes) -> bool:
         try:
-            os.writev(self._fd, (vnet.header_for(packet), packet))
+            os.writev(self._fd, vnet.buffers(packet))
         except OSError as exc:
             return self._write_failed(exc)
         stats = self.stats
@@ -242,10 +242,10 @@ class TunDevice:
         return True
 
     def _write_batch_vnet(self, packets: Iterable[bytes]) -> int:
-        fd, writev, header_for, written, nbytes = self._fd, os.writev, vnet.header_for, 0, 0
+        fd, writev, buffers, written, nbytes = self._fd, os.writev, vnet.buffers, 0, 0
         for packet in packets:
             try:
-                writev(fd, (header_for(packet), packet))
+                writev(fd, buffers(packet))
             except OSError as exc:
                 self._write_failed(exc)
                 continue

@@ -71,9 +71,17 @@ def header_for(packet: bytes) -> bytes:
     ``TsoPacket``, segmentation at its ``gso_size`` and the checksums of the pieces (virtio 1.1 §5.1.6.2)."""
     if type(packet) is not TsoPacket:
         return PLAIN_HEADER
-    ipv4 = packet[0] >> 4 == 4
-    ip_length = (packet[0] & 0x0F) * 4 if ipv4 else 40
-    tcp_length = (packet[ip_length + 12] >> 4) * 4
+    headers = packet.header
+    ipv4 = headers[0] >> 4 == 4
+    ip_length = (headers[0] & 0x0F) * 4 if ipv4 else 40
+    tcp_length = (headers[ip_length + 12] >> 4) * 4
     return HEADER.pack(
         NEEDS_CSUM, GSO_TCPV4 if ipv4 else GSO_TCPV6, ip_length + tcp_length, packet.gso_size, ip_length, 16
     )
+
+
+def buffers(packet) -> tuple:
+    """What to ``writev`` for ``packet``: the header, then the packet (a ``TsoPacket`` in its two parts)."""
+    if type(packet) is TsoPacket:
+        return header_for(packet), packet.header, packet.payload
+    return PLAIN_HEADER, packet

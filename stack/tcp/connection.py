@@ -500,7 +500,7 @@ class Connection:
         tx = self.tx
         data_end = tx.data_end
         stop = min(end, data_end)
-        payload = bytes(tx.buf[start - tx.buf_off : stop - tx.buf_off])
+        payload = tx.buf.read(start - tx.buf_off, stop - tx.buf_off)
         flags = ACK
         if payload and stop == data_end:
             flags = ACK | PSH  # RFC 9293 §3.9.1 (MUST-60, MUST-61): PSH on the last of what was queued

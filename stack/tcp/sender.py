@@ -15,6 +15,7 @@ from .congestion import CongestionControl, make_congestion_control
 from .rack import DUP_THRESH, Rack, probe_timeout
 from .rtt import RttEstimator
 from .scoreboard import Scoreboard, Sent
+from .sendbuffer import SendBuffer
 from .timestamps import TICKS_PER_SECOND
 
 # RFC 6298 (5.7): "the RTO MUST be re-initialized to 3 seconds when data transmission begins (i.e., after the
@@ -92,7 +93,7 @@ class Sender:
         self.max_snd_wnd = 0
         self.snd_wscale = 0  # SND.WND.SHIFT (RFC 7323 §2.2)
         self.sack_ok = False
-        self.buf = bytearray()  # unacknowledged application data; buf[0] is at offset buf_off
+        self.buf = SendBuffer()  # unacknowledged application data; its first byte is at offset buf_off
         self.buf_off = 0
         self.buffer_size = config.send_buffer
         self.fin_queued = False
@@ -176,7 +177,7 @@ class Sender:
             return 0
         if len(data) > room:
             data = data[:room]
-        self.buf += data
+        self.buf.append(data)
         return len(data)
 
     # -- the handshake --------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class Sender:
             delivered = board.cumulative_ack(self.una_off)
             freed = min(max(self.una_off - self.buf_off, 0), len(self.buf))
             if freed:
-                del self.buf[:freed]  # bytearray deletes from the front in O(1)
+                self.buf.release(freed)
                 self.buf_off += freed
             self.timeouts = 0
             self.rtx_since = None

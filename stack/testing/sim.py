@@ -54,6 +54,11 @@ class Network:
                 self._route(name, packet)
 
     def _route(self, src: str, packet: bytes) -> None:
+        if type(packet) is TsoPacket:
+            self.super_segments += 1
+            for piece in segment(packet):  # what a device with segmentation offload puts on the wire
+                self._route(src, piece)
+            return
         # The destination address straight from the header (the hosts built it; the receiver parses it fully).
         version = packet[0] >> 4 if packet else 0
         address = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
@@ -61,11 +66,6 @@ class Network:
         link = self.links.get((src, dst)) if dst is not None else None
         if link is None:
             self.unroutable += 1
-            return
-        if type(packet) is TsoPacket:
-            self.super_segments += 1
-            for piece in segment(packet):  # what a device with segmentation offload puts on the wire
-                link.send(piece, self.now)
             return
         link.send(packet, self.now)
 

@@ -349,14 +349,22 @@ def build_tcp(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
 
 
 def build_tcp_packet(
-    seg: TcpSegment, src: bytes, dst: bytes, *, ttl: int = 64, tos: int = 0, partial_checksum: bool = False
+    seg: TcpSegment,
+    src: bytes,
+    dst: bytes,
+    *,
+    ttl: int = 64,
+    tos: int = 0,
+    partial_checksum: bool = False,
+    headers_only: bool = False,
 ) -> bytes:
     """IP header and TCP segment, by address family: the builder the host calls for every segment it sends.
 
     IPv4 goes with Don't Fragment set (RFC 1191 path MTU discovery) and Identification 0, which RFC 6864 §4.1
     allows for such atomic datagrams: "Originating sources MAY set the IPv4 ID field of atomic datagrams to
     any value." ``tos`` is the IPv4 TOS / IPv6 Traffic Class byte (DSCP << 2, RFC 2474). ``partial_checksum``
-    leaves the TCP checksum to a device with checksum offload (see ``_encode``).
+    leaves the TCP checksum to a device with checksum offload (see ``_encode``); ``headers_only`` returns the
+    IP and TCP headers alone, for a caller that writes the payload beside them.
     """
     addresses = int.from_bytes(src + dst, "big")
     raw_options, offset_flags, tcp_length, checksum = _encode(seg, addresses, partial_checksum)
@@ -409,4 +417,6 @@ def build_tcp_packet(
             raise ValueError(f"addresses must both be 4 or 16 bytes, not {len(src)} and {len(dst)}")
     except struct.error as exc:
         raise ValueError(f"IP or TCP header field out of range: {exc}") from None
+    if headers_only:
+        return header + raw_options
     return header + raw_options + seg.payload

@@ -13,23 +13,35 @@ from .ip import PROTO_TCP, IpPacket, parse_ip
 from .tcp import FIN, PSH, TcpSegment, build_tcp_packet, parse_tcp
 
 
-class TsoPacket(bytes):
-    """An IPv4 or IPv6 datagram whose TCP payload is to be cut into segments of ``gso_size`` bytes."""
+class TsoPacket:
+    """An IPv4 or IPv6 datagram whose TCP payload is to be cut into segments of ``gso_size`` bytes, kept as its
+    headers and its payload so that the payload is never copied to join them: a device writes both parts with
+    one ``writev``. ``bytes(packet)`` joins them, for whatever needs the datagram whole (a capture file)."""
 
-    gso_size: int
+    __slots__ = ("gso_size", "header", "payload")
+
+    def __init__(self, header: bytes, payload: bytes, gso_size: int) -> None:
+        self.header = header
+        self.payload = payload
+        self.gso_size = gso_size
+
+    def __len__(self) -> int:
+        return len(self.header) + len(self.payload)
+
+    def __bytes__(self) -> bytes:
+        return self.header + self.payload
 
 
 def build_tso_packet(
     seg: TcpSegment, src: bytes, dst: bytes, gso_size: int, *, ttl: int = 64, tos: int = 0
 ) -> TsoPacket:
-    packet = TsoPacket(build_tcp_packet(seg, src, dst, ttl=ttl, tos=tos, partial_checksum=True))
-    packet.gso_size = gso_size
-    return packet
+    header = build_tcp_packet(seg, src, dst, ttl=ttl, tos=tos, partial_checksum=True, headers_only=True)
+    return TsoPacket(header, seg.payload, gso_size)
 
 
 def segment(packet: TsoPacket) -> list[bytes]:
     """The segments a device would send for ``packet``, each a complete datagram with its checksums."""
-    ip = parse_ip(packet)
+    ip = parse_ip(bytes(packet))
     return _cut(ip, parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False), packet.gso_size)
 
 
