@@ -57,13 +57,11 @@ class TunDevice:
         self.vnet_hdr = vnet_hdr
         self.offloads = vnet.negotiate(self._fd) if vnet_hdr else "none"
         self.tso_limit = vnet.TSO_LIMIT if "tso" in self.offloads else 0  # TCP payload per super-segment we write
+        self._send = self._send_vnet if vnet_hdr else self._send_plain
         if vnet_hdr:
             # Only an offloading device has read_batch_verified: the runtime looks for it, and plain packets must
             # have their checksums verified.
             self.read_batch_verified = self._read_batch_verified
-            self.read_batch = self._read_batch_vnet
-            self.write = self._write_vnet
-            self.write_batch = self._write_batch_vnet
 
     @classmethod
     def open(
@@ -126,20 +124,38 @@ class TunDevice:
         return self._fd
 
     def read_batch(self, limit: int = READ_BATCH) -> list[bytes]:
-        """Drain up to ``limit`` packets without blocking; ``[]`` when none are waiting."""
-        packets: list[bytes] = []
-        fd, read, append = self._fd, os.read, packets.append
+        """Drain up to ``limit`` packets without blocking; ``[]`` when none are waiting. With offloads, checksums
+        the kernel left to the device are filled in (the runtime reads with ``read_batch_verified`` instead)."""
+        if not self.vnet_hdr:
+            return self._counted(self._read_raw(limit))
+        header_len, complete = vnet.HEADER_LEN, vnet.complete_checksum
+        return self._counted([complete(data) for data in self._read_raw(limit) if len(data) > header_len])
+
+    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[int]]:
+        """With IFF_VNET_HDR: like ``read_batch``, with each packet's NEEDS_CSUM and DATA_VALID flags
+        (tunnel/vnet.py), non-zero when the kernel vouches for its checksum, which then needs no verification
+        (and a NEEDS_CSUM one could not pass it)."""
+        header_len, trusted = vnet.HEADER_LEN, vnet.TRUSTED
+        raw = [data for data in self._read_raw(limit) if len(data) > header_len]  # a bare header carries nothing
+        return self._counted([data[header_len:] for data in raw]), [data[0] & trusted for data in raw]
+
+    def _read_raw(self, limit: int) -> list[bytes]:
+        reads: list[bytes] = []
+        fd, read, append = self._fd, os.read, reads.append
         try:
             for _ in range(limit):
-                packet = read(fd, READ_SIZE)
-                if not packet:
+                data = read(fd, READ_SIZE)
+                if not data:
                     break
-                append(packet)
+                append(data)
         except BlockingIOError:
             pass
         except OSError as exc:
             self._raise_if_closed(exc)
             raise
+        return reads
+
+    def _counted(self, packets: list[bytes]) -> list[bytes]:
         if packets:
             stats = self.stats
             stats.packets_in += len(packets)
@@ -151,7 +167,7 @@ class TunDevice:
         """Hand ``packet`` to the kernel. False (and counted) if it was dropped or refused; never raises for what
         the packet contains."""
         try:
-            os.write(self._fd, packet)  # one whole packet per write on a TUN: there are no partial writes
+            self._send(packet)  # one whole packet per write on a TUN: there are no partial writes
         except OSError as exc:
             return self._write_failed(exc)
         stats = self.stats
@@ -161,10 +177,10 @@ class TunDevice:
 
     def write_batch(self, packets: Iterable[bytes]) -> int:
         """Write each packet in order; return how many the kernel took."""
-        fd, write, written, nbytes = self._fd, os.write, 0, 0
+        send, written, nbytes = self._send, 0, 0
         for packet in packets:
             try:
-                write(fd, packet)
+                send(packet)
             except OSError as exc:
                 self._write_failed(exc)
                 continue
@@ -174,86 +190,11 @@ class TunDevice:
         self.stats.bytes_out += nbytes
         return written
 
-    # -- with IFF_VNET_HDR -----------------------------------------------------------------------------------
+    def _send_plain(self, packet: bytes) -> None:
+        os.write(self._fd, packet)
 
-    def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[int]]:
-        """Like ``read_batch``, with each packet's NEEDS_CSUM and DATA_VALID flags (tunnel/vnet.py): non-zero when
-        the kernel vouches for its checksum, which needs no verification (and a NEEDS_CSUM one could not pass)."""
-        packets: list[bytes] = []
-        verified: list[int] = []
-        fd, read = self._fd, os.read
-        header_len, trusted = vnet.HEADER_LEN, vnet.TRUSTED
-        nbytes = 0
-        try:
-            for _ in range(limit):
-                data = read(fd, READ_SIZE)
-                if len(data) <= header_len:
-                    if not data:
-                        break
-                    continue  # a header and no packet: nothing to take
-                packets.append(data[header_len:])
-                verified.append(data[0] & trusted)
-                nbytes += len(data) - header_len
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            self._raise_if_closed(exc)
-            raise
-        if packets:
-            stats = self.stats
-            stats.packets_in += len(packets)
-            stats.bytes_in += nbytes
-            stats.read_batches += 1
-        return packets, verified
-
-    def _read_batch_vnet(self, limit: int = READ_BATCH) -> list[bytes]:
-        """``read_batch`` keeps its promise of complete packets: checksums the kernel left to us are filled in
-        (a wrapper that reads this way pays for them; the runtime reads with ``read_batch_verified``)."""
-        packets: list[bytes] = []
-        fd, read, complete = self._fd, os.read, vnet.complete_checksum
-        try:
-            for _ in range(limit):
-                data = read(fd, READ_SIZE)
-                if len(data) <= vnet.HEADER_LEN:
-                    if not data:
-                        break
-                    continue
-                packets.append(complete(data))
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            self._raise_if_closed(exc)
-            raise
-        if packets:
-            stats = self.stats
-            stats.packets_in += len(packets)
-            stats.bytes_in += sum(map(len, packets))
-            stats.read_batches += 1
-        return packets
-
-    def _write_vnet(self, packet: bytes) -> bool:
-        try:
-            os.writev(self._fd, vnet.buffers(packet))
-        except OSError as exc:
-            return self._write_failed(exc)
-        stats = self.stats
-        stats.packets_out += 1
-        stats.bytes_out += len(packet)
-        return True
-
-    def _write_batch_vnet(self, packets: Iterable[bytes]) -> int:
-        fd, writev, buffers, written, nbytes = self._fd, os.writev, vnet.buffers, 0, 0
-        for packet in packets:
-            try:
-                writev(fd, buffers(packet))
-            except OSError as exc:
-                self._write_failed(exc)
-                continue
-            written += 1
-            nbytes += len(packet)
-        self.stats.packets_out += written
-        self.stats.bytes_out += nbytes
-        return written
+    def _send_vnet(self, packet) -> None:
+        os.writev(self._fd, vnet.buffers(packet))  # the header, then the packet (a TsoPacket in two parts)
 
     def _write_failed(self, exc: OSError) -> bool:
         if exc.errno in _DROPPED:
