@@ -13,18 +13,14 @@ import argparse
 import asyncio
 import gc
 import json
-import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import structlog
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_tun import run_peer, start_server  # noqa: E402
+from bench_tun import prepare, print_rows, run_peer, start_server  # noqa: E402
 
 from stack import Stack  # noqa: E402
 from stack.tcp.state import State  # noqa: E402
@@ -164,28 +160,18 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=200)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench_idle.py needs root: it creates network namespaces and a TUN device")
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    runner = prepare("bench_idle.py")
     size = int(args.megabytes * 1_000_000)
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     kernel = kernel_reference(args.connections, size)
     with NetNamespace.create() as ns:
         us = runner(ours(ns, args.connections, size))
-    print(f"{args.connections:,} idle connections{'':22} {'anycast-tcp':>12} {'Linux kernel':>13} {'ratio':>7}")
     rows = [
         ("established", us["connections"], kernel["connections"], ""),
         ("memory per connection", us["bytes_per_connection"], kernel["bytes_per_connection"], "bytes"),
         ("one upload, alone", us["alone_mbit"], kernel["alone_mbit"], "Mbit/s"),
         ("one upload, among the idle ones", us["among_mbit"], kernel["among_mbit"], "Mbit/s"),
     ]
-    for name, ours_value, kernel_value, unit in rows:
-        print(f"{name:50} {ours_value:12,.0f} {kernel_value:13,.0f} {ours_value / kernel_value:7.3f}  {unit}")
+    print_rows(f"{args.connections:,} idle connections", rows)
     print(
         f"(busy among idle / alone: anycast-tcp {us['among_mbit'] / us['alone_mbit']:.2f}, "
         f"kernel {kernel['among_mbit'] / kernel['alone_mbit']:.2f}; ours: growth of the process's resident memory"

@@ -123,22 +123,34 @@ async def ours(ns: NetNamespace, size: int, seconds: float, offload: bool) -> di
     }
 
 
+def prepare(program: str):
+    """Refuse to run without root, quieten the stack's logs, and pick uvloop's runner if it is there."""
+    if os.geteuid() != 0:
+        raise SystemExit(f"{program} needs root: it creates network namespaces and a TUN device")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:
+        return asyncio.run
+
+
+def print_rows(title: str, rows: list[tuple[str, float, float, str]]) -> None:
+    """A table of (what, ours, the kernel's, unit) with the ratio of ours to the kernel's."""
+    print(f"{title:50} {'anycast-tcp':>12} {'Linux kernel':>13} {'ratio':>7}")
+    for name, ours_value, kernel_value, unit in rows:
+        print(f"{name:50} {ours_value:12,.0f} {kernel_value:13,.0f} {ours_value / kernel_value:7.3f}  {unit}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the connections-per-second run")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench_tun.py needs root: it creates network namespaces and a TUN device")
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    runner = prepare("bench_tun.py")
     size = int(args.megabytes * 1_000_000)
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     if shutil.which("wrk") is None:
         raise SystemExit("bench_tun.py needs wrk for connections per second: apt-get install wrk")
     kernel = kernel_reference(size, args.seconds, offload=True)
@@ -155,9 +167,7 @@ def main() -> None:
             (f"anycast-tcp -> kernel, {mode}", us[offload]["send_mbit"], reference["bulk_mbit"], "Mbit/s"),
             (f"connections/s, {mode}", us[offload]["cps"], reference["cps"], "conn/s"),
         ]
-    print(f"{'':50} {'anycast-tcp':>12} {'Linux kernel':>13} {'ratio':>7}")
-    for name, ours_value, kernel_value, unit in rows:
-        print(f"{name:50} {ours_value:12,.0f} {kernel_value:13,.0f} {ours_value / kernel_value:7.3f}  {unit}")
+    print_rows("", rows)
     print("(kernel reference: one connection between two namespaces over a veth pair, with the veth's offloads on,")
     print(" or off (ethtool -K ... tso gso gro tx rx off) for the no-offload rows; MTU 1500; connections/s: wrk")
     print(" against the same Python HTTP/1.1 responder (Connection: close), on kernel sockets or on our stack)")
