@@ -454,8 +454,9 @@ class Sender:
         or None when anything else may be due (a retransmission, a probe, a short or final segment), for
         ``next_segment`` to decide. What the peer sees is the same either way."""
         mss, nxt = self.eff_mss, self.nxt_off
+        # Urgent data ahead: each segment carries its own pointer to its end (RFC 9293 §3.8.5), so no runs.
         if self.una_off < 0 or self.board.lost_bytes or self.tlp_due or self.snd_up > nxt:
-            return None  # urgent data: every segment carries its own pointer (RFC 9293 §3.8.5)
+            return None
         room = min(self.una_off + self.snd_wnd - nxt, self.cc.cwnd - self.pipe, self.data_end - nxt, limit)
         if self.send_limit is not None:
             room = min(room, self.una_off + seq_sub(self.send_limit, self.snd_una) - nxt)
