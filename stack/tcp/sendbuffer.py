@@ -15,7 +15,7 @@ class SendBuffer:
     __slots__ = ("_chunks", "_head", "_size")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytearray] = deque()
+        self._chunks: deque[bytearray] | None = None  # made when needed: an empty deque costs 600 bytes
         self._head = 0  # bytes of the first chunk already released
         self._size = 0
 
@@ -23,8 +23,12 @@ class SendBuffer:
         return self._size
 
     def append(self, data) -> None:
-        chunks = self._chunks
         view = memoryview(data)
+        if not view:
+            return
+        if self._chunks is None:
+            self._chunks = deque()
+        chunks = self._chunks
         while view:
             if not chunks or len(chunks[-1]) >= CHUNK:
                 chunks.append(bytearray())
@@ -36,7 +40,7 @@ class SendBuffer:
 
     def read(self, start: int, stop: int) -> bytes:
         """Bytes ``start`` to ``stop`` (counted from the first unreleased byte)."""
-        if start >= stop:
+        if start >= stop or self._chunks is None:
             return b""
         pieces = []
         position = -self._head  # where the current chunk starts
@@ -55,8 +59,12 @@ class SendBuffer:
     def release(self, count: int) -> None:
         """Drop the first ``count`` bytes."""
         count = min(count, self._size)
+        if not count:
+            return
         self._size -= count
         chunks, head = self._chunks, self._head + count
         while chunks and head >= len(chunks[0]):
             head -= len(chunks.popleft())
         self._head = head
+        if not self._size:
+            self._chunks, self._head = None, 0  # an idle connection holds no deque
