@@ -25,8 +25,10 @@ test: lint
 
 bench: $(STAMP)
 	scripts/system-deps bench
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/bench_tun.py --json bench/results-tun.json
 	$(PY) bench/bench_idle.py --json bench/results-idle.json
+	$(PY) bench/plot_route_moves.py --out bench/results-route-moves.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

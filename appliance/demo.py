@@ -60,6 +60,7 @@ def add_parsers(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-anycast", action="store_true", help="nodes without [cluster]: plain TCP, which breaks")
     p.add_argument("--keep", action="store_true", help="keep the node.toml files and logs even when it passes")
     p.add_argument("--prefix", default=DEMO_PREFIX, help=f"namespace name prefix, 1-6 letters (default {DEMO_PREFIX})")
+    p.add_argument("--timeline", metavar="FILE", help="write the download's progress and the route moves as JSON")
     p.set_defaults(func=demo)
 
     p = sub.add_parser("up", help="build the lab with 3 running nodes and leave it up (root)")
@@ -276,6 +277,7 @@ class Client:
         self.connected_at: float | None = None
         self.bytes = 0
         self.resets = 0
+        self.progress: list[tuple[float, int]] = []  # (monotonic time, bytes so far)
         self.result: dict | None = None
         self.done = threading.Event()
         argv = [sys.executable, "-m", "appliance.demo_client", cluster.lab.anycast(4), str(PORT), str(nbytes)]
@@ -297,6 +299,8 @@ class Client:
                     self.connected_at = event["t"]
                 elif event.get("event") in ("progress", "result"):
                     self.bytes, self.resets = event["bytes"], event["resets"]
+                    if "t" in event:
+                        self.progress.append((event["t"], event["bytes"]))
                 if event.get("event") == "result":
                     self.result = event
         except (OSError, ValueError):
@@ -355,6 +359,8 @@ def demo(args: argparse.Namespace) -> int:
         final = cluster.statuses()
         ok, line = verdict(anycast, client, flipper, final, cluster)
         print(line, flush=True)
+        if args.timeline:
+            _write_timeline(Path(args.timeline), anycast, client, flipper, line)
         keep = args.keep or not ok
         return 0 if ok else 1
     except Terminated:
@@ -373,6 +379,19 @@ def demo(args: argparse.Namespace) -> int:
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _write_timeline(path: Path, anycast: bool, client: Client, flipper, verdict_line: str) -> None:
+    """The run as data, for a plot (bench/plot_route_moves.py): times in seconds from the connection, both clocks
+    being the system's monotonic clock (the client's and ours)."""
+    start = client.connected_at or (client.progress[0][0] if client.progress else 0.0)
+    timeline = {
+        "anycast": anycast,
+        "verdict": verdict_line,
+        "progress": [(round(t - start, 4), n) for t, n in client.progress],
+        "moves": [(round(t - start, 4), node) for t, node in flipper.history],
+    }
+    path.write_text(json.dumps(timeline))
 
 
 def _have_rich() -> bool:

@@ -9,7 +9,7 @@ arrives (one fixed buffer: nothing holds the whole download). On stdout, one JSO
     {"event": "progress", "bytes": n, "resets": 0, "error": null, "t": …}   every ``--every`` seconds
     {"event": "result", "bytes": n, "requested": N, "exact": bool, "resets": r, "error": null | "ECONNRESET" |
      "timeout" | "short" | "long" | "mismatch" | …, "first_mismatch": null | offset, "error_at": null | t,
-     "seconds": s}
+     "seconds": s, "t": …}
 
 ``t`` and ``error_at`` are ``time.monotonic()``, one clock for every process on the machine, so the demo can tell
 which route move a reset followed. The first error ends the download: without anycast the first reset is the
@@ -88,6 +88,7 @@ def download(host: str, port: int, size: int, every: float, idle_timeout: float,
         "first_mismatch": bad_at,
         "error_at": error_at,
         "seconds": round(time.monotonic() - started, 6),
+        "t": time.monotonic(),
     }
 
 

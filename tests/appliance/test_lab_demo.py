@@ -255,9 +255,10 @@ def test_the_live_view_shows_the_route_the_download_and_every_node():
 
 
 @pytest.mark.root
-def test_demo_download_is_exact_while_the_route_moves(prefix):
+def test_demo_download_is_exact_while_the_route_moves(prefix, tmp_path):
     # Enough to outlast a few route moves at the speed the nodes reach with TUN offloads (over 1 Gbit/s).
-    done = lab_cli("demo", "--megabytes", "600", "--prefix", prefix)
+    timeline = tmp_path / "timeline.json"
+    done = lab_cli("demo", "--megabytes", "600", "--prefix", prefix, "--timeline", str(timeline))
     assert done.returncode == 0, done.stdout + done.stderr
     verdict = done.stdout.strip().splitlines()[-1]
     match = re.fullmatch(
@@ -268,6 +269,12 @@ def test_demo_download_is_exact_while_the_route_moves(prefix):
     assert match, verdict
     assert int(match[1]) >= 1 and int(match[2].replace(",", "")) > 0
     assert wait_until_gone(prefix) == NOTHING
+    # The timeline for bench/plot_route_moves.py: the bytes as they came, and every route move, on one clock.
+    run = json.loads(timeline.read_text())
+    assert run["anycast"] and run["verdict"] == verdict
+    assert run["progress"][-1][1] == 600_000_000 and len(run["moves"]) >= int(match[1])
+    times = [t for t, _ in run["progress"]]
+    assert times == sorted(times) and run["moves"][0][0] < times[-1]
 
 
 @pytest.mark.root
