@@ -5,6 +5,8 @@ import struct
 import dpkt
 import pytest
 
+from stack.wire import ACK, TcpSegment
+from stack.wire.tso import build_tso_packet
 from tunnel.memory import MemoryDevice
 from tunnel.pcap import LINKTYPE_RAW, PcapWriter, TeeDevice
 
@@ -89,3 +91,16 @@ def test_bad_direction_or_timestamp_is_a_clear_value_error(tmp_path):
             writer.write(b"\x45", 1.0, "sideways")
         with pytest.raises(ValueError, match=r"timestamp -1\.0 must be seconds >= 0"):
             writer.write(b"\x45", -1.0)
+
+
+def test_a_super_segment_is_recorded_whole_as_on_an_offloading_nic(tmp_path):
+    """A TsoPacket (headers and payload kept apart for writev) goes into the file as the one datagram it is, as
+    tcpdump shows a TSO segment before the NIC cuts it."""
+    seg = TcpSegment(40000, 80, 1, 1, ACK, 512, bytes(range(256)) * 100)
+    src, dst = bytes([10, 1, 0, 2]), bytes([10, 1, 0, 1])
+    packet = build_tso_packet(seg, src, dst, 1460)
+    with PcapWriter(tmp_path / "tso.pcap") as writer:
+        writer.write(packet, 1_700_000_000.0, "out")
+    [(_, recorded)] = read_pcap(tmp_path / "tso.pcap")[1]
+    assert recorded == bytes(packet) and len(recorded) == 20 + 20 + 25_600
+    assert dpkt.ip.IP(recorded).data.data == seg.payload
