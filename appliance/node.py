@@ -178,7 +178,36 @@ class AnycastNode:
         # underlay, and the owner verifies every checksum.
         self._raw_partial = bool(verified & NEEDS_CSUM)
         self._raw_unfinished = self._raw_partial or len(data) > self.host.mtu
-        self.host.receive_packet(data, now, bool(verified))
+        if not self._forward_claimed_fast(data):
+            self.host.receive_packet(data, now, bool(verified))
+
+    def _forward_claimed_fast(self, data: bytes) -> bool:
+        """The bulk of a non-owner's work, without parsing: an IPv4 TCP segment (no IP options, not a fragment) of
+        a 4-tuple a live peer has claimed, that no connection here holds and that is not a bare SYN, goes to that
+        peer as the classifier would send it (docs/anycast.md, case 2). Anything else, or anything odd, takes the
+        full path. The owner parses and verifies what it gets, so nothing is trusted here that is not checked
+        there."""
+        if len(data) < 40 or data[0] != 0x45 or data[9] != 6 or data[6] & 0x3F or data[7]:
+            return False
+        if int.from_bytes(data[2:4], "big") != len(data) or data[33] & (SYN | ACK) == SYN:
+            return False
+        host, local = self.host, data[16:20]
+        if local not in host.addresses:
+            return False
+        remote, remote_port, local_port = (
+            data[12:16],
+            int.from_bytes(data[20:22], "big"),
+            int.from_bytes(data[22:24], "big"),
+        )
+        if (local, local_port, remote, remote_port) in host.connections:
+            return False
+        owner = self.claims.owner((remote, remote_port, local, local_port))
+        peer = self.peers.get(owner) if owner is not None else None
+        if peer is None or not peer.live:
+            return False
+        host.packets_in += 1
+        self._forward(peer, "forward_claimed")
+        return True
 
     def next_event(self) -> tuple[Connection, Event] | None:
         while (item := self.host.next_event()) is not None:

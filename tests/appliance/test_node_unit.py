@@ -13,7 +13,7 @@ from appliance.node import AnycastNode, ClusterConfig
 from appliance.peers import ControlTiming, Liveness
 from stack.host import Host
 from stack.tcp.events import DataReceived
-from stack.wire import build_tcp_packet, parse_ip, parse_tcp
+from stack.wire import ACK, SYN, TcpSegment, build_tcp_packet, parse_ip, parse_tcp
 from tunnel import vnet
 from tunnel.encap import HEADER_LEN, Sealer
 from tunnel.keys import ClusterKeys
@@ -413,6 +413,33 @@ def test_a_super_segment_for_a_peer_is_cut_into_complete_segments_that_fit(size)
         if type(item[1]) is DataReceived:
             received += item[1].data
     assert received == data[:sent]
+
+
+def test_a_claimed_connections_segment_is_forwarded_without_the_full_parse():
+    """The non-owner's fast path: a claimed 4-tuple's segment goes to its owner straight from the raw bytes,
+    counted as the classifier counts it; what it does not cover (here: a SYN) still takes the full path."""
+    cluster = Cluster(2)
+    node1, node2 = cluster.nodes[1], cluster.nodes[2]
+    client, client_port, service, port = handshake(cluster, 1, 40002)
+    cluster.settle()
+    assert node2.claims.owner((client, client_port, service, port)) == 1
+    conn = node1.host.connections[(service, port, client, client_port)]
+    ack = build_tcp_packet(TcpSegment(client_port, port, conn.rx.rcv_nxt, conn.tx.snd_nxt, ACK, 500), client, service)
+
+    full_path = node2.host.receive_packet
+    node2.host.receive_packet = lambda *args: pytest.fail("the full path was taken")
+    node2.receive_packet(ack, cluster.now)
+    node2.host.receive_packet = full_path
+    (datagram,) = [d for _, d in node2.datagrams_to_send(cluster.now) if message(d) is None]
+    assert node2.counters["forward_claimed"] == 1 and node2.host.packets_in == 1
+
+    segments_before = conn.segments_received
+    node1.receive_datagram(datagram, cluster.now)
+    assert conn.segments_received == segments_before + 1 and node1.host.drops["bad_tcp"] == 0
+
+    syn = build_tcp_packet(TcpSegment(client_port + 1, port, 7, 0, SYN, 500), client, service)
+    node2.receive_packet(syn, cluster.now)  # a new connection: node 2's own, through its listener
+    assert [c.state.name for c in node2.host.connections.values()] == ["SYN_RECEIVED"]
 
 
 # -- (g) the tunnel's drops ---------------------------------------------------------------------------------------
