@@ -44,6 +44,9 @@ _SENDS_DATA = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, 
 _HANDSHAKE = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
 _KEEPALIVE = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
 _DATA = object()  # event-queue marker: "buffered data is readable here", turned into DataReceived on demand
+# Events about sending, or only informative: they do not wait behind unread data while reading is paused, or an
+# application blocked on drain() (waiting for SendSpace) would never read again, and both ends would wait forever.
+_NOT_AFTER_DATA = (SendSpace, SendWatermark, SoftError)
 
 
 class Connection:
@@ -264,7 +267,7 @@ class Connection:
             if event is not _DATA:
                 return events.pop(0)
             if self._reading_paused:
-                return None
+                return self._next_not_after_data()
             events.pop(0)
             self._data_marked = False
             if not self.rx.buf:
@@ -317,9 +320,22 @@ class Connection:
         """Statistics for operators, like Linux's TCP_INFO."""
         return connection_info(self)
 
+    def _next_not_after_data(self) -> Event | None:
+        """While reading is paused behind unread data: the first event that does not wait for it."""
+        events = self._events
+        for i, event in enumerate(events):
+            if type(event) in _NOT_AFTER_DATA:
+                return events.pop(i)
+        return None
+
     @property
     def has_events(self) -> bool:
-        return bool(self._events) and not (self._reading_paused and self._events[0] is _DATA)
+        events = self._events
+        if not events:
+            return False
+        if self._reading_paused and events[0] is _DATA:
+            return any(type(event) in _NOT_AFTER_DATA for event in events)
+        return True
 
     # ---------------------------------------------------------------------------------------------------------
     # Timers

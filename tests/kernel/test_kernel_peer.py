@@ -211,6 +211,23 @@ def test_kernel_reset_reaches_our_reader_as_connection_reset(netns, family):
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
+def test_an_echo_service_under_a_bulk_upload_keeps_both_directions_moving(netns, family, offload):
+    """The kernel sends 30 MB while it reads the echo: our service stops reading whenever its writes back wait
+    in drain(), and must still hear that room was made (SendSpace does not queue behind unread data)."""
+    size = 30_000_000
+
+    async def main():
+        async with await open_stack(netns, family, offload) as stack:
+            await stack.start_server(echo, None, 5010)
+            return await peer(netns, "connect-duplex", US[family], 5010, size, 11)
+
+    result = run(main(), timeout=120)
+    assert result["error"] is None
+    assert result["received"] == size and result["sha256"] == hashlib.sha256(payload(size, 11)).hexdigest()
+
+
+@pytest.mark.root
 def test_a_thousand_concurrent_kernel_connections_exchange_data(netns, family):
     async def main():
         async with await open_stack(netns, family) as stack:

@@ -10,7 +10,7 @@ from stack.host import Host
 from stack.seq import seq_sub
 from stack.tcp.congestion import Reno, initial_window
 from stack.tcp.connection import Connection
-from stack.tcp.events import Closed, CloseReason, Reset
+from stack.tcp.events import Closed, CloseReason, DataReceived, Reset, SendSpace
 from stack.tcp.isn import CLOCK_TICKS_PER_SECOND, Rfc6528Isn
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.state import State
@@ -202,6 +202,26 @@ def test_must_39_reading_a_little_does_not_announce_a_tiny_window():
     deliver(conn, seg(remote_seq(1 + 7 * MSS), local_seq(1), payload=b"z" * (MSS - 10)))
     conn.segments_to_send(0.0)
     assert not conn.rx.window_opened_enough()
+
+
+# --- flow control both ways at once --------------------------------------------------------------------------------
+
+
+def test_send_space_does_not_wait_behind_data_the_application_paused_reading():
+    """An application blocked in drain() waits for SendSpace while it has paused reading; were SendSpace queued
+    behind the unread data, neither end would move again (an echo service under a bulk upload did just that)."""
+    config = dataclasses.replace(CONFIG, send_buffer=2 * MSS)
+    conn = established(config)
+    conn.pause_reading()
+    deliver(conn, seg(remote_seq(1), local_seq(1), payload=b"d" * MSS))  # unread: the data marker comes first
+    assert conn.send(b"s" * 3 * MSS) == 2 * MSS  # a short send: SendSpace is promised
+    assert sum(len(s.payload) for s in conn.segments_to_send(0.0)) == 2 * MSS
+    deliver(conn, seg(remote_seq(1 + MSS), local_seq(1 + 2 * MSS)))  # all of it acknowledged
+    assert conn.has_events
+    assert type(conn.next_event()) is SendSpace
+    assert conn.next_event() is None  # the data still waits for the reader
+    conn.resume_reading()
+    assert conn.next_event() == DataReceived(b"d" * MSS)
 
 
 # --- MUST-66: RST processed at a zero receive window -------------------------------------------------------------
