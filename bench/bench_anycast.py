@@ -13,13 +13,14 @@ router, a kernel-TCP client, the underlay bridge between the nodes.
    echo service, route on the owner (direct) and then on another node (each client segment crosses the tunnel;
    replies still go direct). The kernel reference is a kernel echo server on node 1 behind the same links, on a
    second service address (192.0.2.11 on node 1's lo): the anycast address itself must never become local to a
-   node's kernel, which would then answer (and reset) the TUN's connections.
+   node's kernel, which would then answer (and reset) the TUN's connections. Then a bulk upload (``--bulk-mb``)
+   through the same echo services, direct, forwarded and to the kernel: the upload is what the tunnel carries.
 3. Claim round trip. Many concurrent downloads with small slices (4 MiB; claims 512 KiB before the end, as in
    the lab tests), so every connection claims its 4-tuple; every node's ``claim_rtts`` (claim to the last live
    peer's acknowledgment) are gathered. References: the same downloads from a kernel server on 192.0.2.11, and a
    kernel UDP round trip between two nodes over the underlay (a claim's floor: one datagram and its answer).
 
-    python bench/bench_anycast.py [--blast-seconds 5] [--blast-pps 0] [--rounds 2000] [--connections 100]
+    python bench/bench_anycast.py [--blast-seconds 5] [--blast-pps 0] [--rounds 2000] [--bulk-mb 100] [--connections 100]
                                   [--download-mib 6] [--flip-interval 0] [--json out.json]     (needs root)
 """
 
@@ -37,6 +38,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -428,7 +430,24 @@ def echo_rtts(sock: socket.socket, rounds: int, size: int, warmup: int) -> list[
     return out
 
 
-def round_trips(lab: Lab, rounds: int, size: int) -> dict:
+def echo_bulk(sock: socket.socket, nbytes: int) -> float:
+    """Mbit/s of a bulk upload through an echo service: a thread sends ``nbytes`` while this one reads the echo back,
+    so the upload (the direction the tunnel carries when the route is on another node) sets the pace."""
+    payload, buffer = bytes(nbytes), bytearray(1 << 20)
+    sender = threading.Thread(target=sock.sendall, args=(payload,))
+    started = time.perf_counter()
+    sender.start()
+    got = 0
+    while got < nbytes:
+        n = sock.recv_into(buffer)
+        if not n:
+            raise RuntimeError("the echo server closed the connection")
+        got += n
+    sender.join()
+    return nbytes * 8 / (time.perf_counter() - started) / 1e6
+
+
+def round_trips(lab: Lab, rounds: int, size: int, bulk_bytes: int) -> dict:
     """The three cases in turn, ROUND_BLOCKS blocks each, so that a slow spell of the machine (a VM's, say) falls
     on all of them alike rather than on whichever ran then."""
     lab.route_to(1)
@@ -448,12 +467,17 @@ def round_trips(lab: Lab, rounds: int, size: int) -> dict:
                 rtts["forwarded"] += echo_rtts(ours, n, size, WARMUP_ROUNDS)
                 rtts["kernel"] += echo_rtts(kernel, n, size, WARMUP_ROUNDS)
             lab.route_to(1)
+            bulk = {"direct": echo_bulk(ours, bulk_bytes)}
+            lab.route_to(2)
+            bulk["forwarded"] = echo_bulk(ours, bulk_bytes)
+            bulk["kernel"] = echo_bulk(kernel, bulk_bytes)
+            lab.route_to(1)
         server.wait(timeout=10)
     finally:
         if server.poll() is None:
             server.kill()
         server.communicate()
-    return {name: summary(values) for name, values in rtts.items()}
+    return {**{name: summary(values) for name, values in rtts.items()}, "bulk_mbit": bulk, "bulk_bytes": bulk_bytes}
 
 
 # -- 3. claims -----------------------------------------------------------------------------------------------
@@ -633,6 +657,10 @@ def report(args: argparse.Namespace, results: dict) -> None:
     extra_median = r["forwarded"]["median"] - r["direct"]["median"]
     extra_p99 = r["forwarded"]["p99"] - r["direct"]["p99"]
     print(f"  forwarding adds {extra_median:,.0f} µs at the median, {extra_p99:,.0f} µs at p99")
+    bulk = r["bulk_mbit"]
+    print(f"  bulk upload of {r['bulk_bytes'] / 1e6:,.0f} MB through the same echo services (Mbit/s): direct "
+          f"{bulk['direct']:,.0f}, forwarded over the tunnel {bulk['forwarded']:,.0f}, kernel {bulk['kernel']:,.0f} "
+          f"(forwarded / kernel {bulk['forwarded'] / bulk['kernel']:.3f})")  # fmt: skip
 
     c = results["claims"]
     rtt, ours, kernel = c["claim_rtt_ms"], c["ours"], c["kernel"]
@@ -675,7 +703,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             nodes.start()
             results["forwarding"] = forwarding(lab, nodes, args.blast_seconds, args.blast_pps)
             nodes.check_alive()
-            results["round_trips"] = round_trips(lab, args.rounds, args.size)
+            results["round_trips"] = round_trips(lab, args.rounds, args.size, int(args.bulk_mb * 1e6))
             nodes.check_alive()
             nbytes = int(args.download_mib * MiB)
             results["claims"] = claims(lab, nodes, args.connections, nbytes, args.flip_interval)
@@ -713,6 +741,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=2000, help="echo round trips per case")
     parser.add_argument("--size", type=int, default=64, help="bytes per echo round trip")
+    parser.add_argument("--bulk-mb", type=float, default=100, help="MB of the bulk upload through the echo services")
     parser.add_argument("--connections", type=int, default=100, help="concurrent downloads in the claims run")
     parser.add_argument("--download-mib", type=float, default=6, help="MiB per download (> 3.5 makes a claim)")
     parser.add_argument("--flip-interval", type=float, default=0, help="move the route this often in the claims run")
