@@ -20,8 +20,9 @@ router, a kernel-TCP client, the underlay bridge between the nodes.
    peer's acknowledgment) are gathered. References: the same downloads from a kernel server on 192.0.2.11, and a
    kernel UDP round trip between two nodes over the underlay (a claim's floor: one datagram and its answer).
 
-    python bench/bench_anycast.py [--blast-seconds 5] [--blast-pps 0] [--rounds 2000] [--bulk-mb 100] [--connections 100]
-                                  [--download-mib 6] [--flip-interval 0] [--json out.json]     (needs root)
+    python bench/bench_anycast.py [--blast-seconds 5] [--blast-pps 0] [--rounds 2000] [--bulk-mb 100]
+                                  [--connections 100] [--download-mib 6] [--flip-interval 0] [--json out.json]
+                                  (needs root)
 """
 
 import argparse
