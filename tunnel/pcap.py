@@ -99,7 +99,9 @@ class TeeDevice:
         return self.device.fileno()
 
     def read_batch(self, limit: int = READ_BATCH) -> list[bytes]:
-        packets = self.device.read_batch(limit)
+        return self._recorded(self.device.read_batch(limit))
+
+    def _recorded(self, packets: list[bytes]) -> list[bytes]:
         if packets:
             now = self.clock()
             record = self.writer.write
@@ -117,12 +119,7 @@ class TeeDevice:
 
     def _read_batch_verified(self, limit: int = READ_BATCH) -> tuple[list[bytes], list[int]]:
         packets, verified = self.device.read_batch_verified(limit)
-        if packets:
-            now = self.clock()
-            record = self.writer.write
-            for packet in packets:
-                record(packet, now, "in")
-        return packets, verified
+        return self._recorded(packets), verified
 
     def write(self, packet: bytes) -> bool:
         if not self.device.write(packet):

@@ -12,8 +12,7 @@ import errno
 import fcntl
 import struct
 
-from stack.wire.checksum import internet_checksum
-from stack.wire.tso import TsoPacket
+from stack.wire import tso
 
 HEADER = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 HEADER_LEN = HEADER.size  # 10
@@ -61,27 +60,17 @@ def complete_checksum(data: bytes) -> bytes:
     packet = data[HEADER_LEN:]
     if not flags & NEEDS_CSUM or start + offset + 2 > len(packet):
         return packet
-    checksum = internet_checksum(packet[start:])  # the field already holds the pseudo-header sum
-    at = start + offset
-    return packet[:at] + checksum.to_bytes(2, "big") + packet[at + 2 :]
-
-
-def header_for(packet: bytes) -> bytes:
-    """The header to write before ``packet``: none of the kernel's work for a complete packet; for a
-    ``TsoPacket``, segmentation at its ``gso_size`` and the checksums of the pieces (virtio 1.1 §5.1.6.2)."""
-    if type(packet) is not TsoPacket:
-        return PLAIN_HEADER
-    headers = packet.header
-    ipv4 = headers[0] >> 4 == 4
-    ip_length = (headers[0] & 0x0F) * 4 if ipv4 else 40
-    tcp_length = (headers[ip_length + 12] >> 4) * 4
-    return HEADER.pack(
-        NEEDS_CSUM, GSO_TCPV4 if ipv4 else GSO_TCPV6, ip_length + tcp_length, packet.gso_size, ip_length, 16
-    )
+    return tso.complete_checksum(packet, start, offset)
 
 
 def buffers(packet) -> tuple:
-    """What to ``writev`` for ``packet``: the header, then the packet (a ``TsoPacket`` in its two parts)."""
-    if type(packet) is TsoPacket:
-        return header_for(packet), packet.header, packet.payload
-    return PLAIN_HEADER, packet
+    """What to ``writev`` for ``packet``: a header asking nothing of the kernel, then the packet; or for a
+    ``TsoPacket``, a header asking for segmentation at its ``gso_size`` and the pieces' checksums (virtio 1.1
+    §5.1.6.2), then its headers and its payload."""
+    if type(packet) is not tso.TsoPacket:
+        return PLAIN_HEADER, packet
+    headers = packet.header
+    ipv4 = headers[0] >> 4 == 4
+    ip_length = (headers[0] & 0x0F) * 4 if ipv4 else 40
+    gso = HEADER.pack(NEEDS_CSUM, GSO_TCPV4 if ipv4 else GSO_TCPV6, len(headers), packet.gso_size, ip_length, 16)
+    return gso, headers, packet.payload

@@ -503,12 +503,11 @@ class Connection:
         whole = True  # every piece of the run so far is MSS-sized, so one more can follow
         while (item := tx.next_segment(now)) is not None:
             start, end, fin, _ = item
-            if start == run_end and whole and end - run_start <= limit and tx.snd_up <= start:
-                run_end, run_fin, whole = end, fin, end - start == mss and not fin
-                continue
-            if run_start >= 0:
-                out.append(self._data_segment(run_start, run_end, run_fin, now))
-            run_start, run_end, run_fin, whole = start, end, fin, end - start == mss and not fin
+            if not (start == run_end and whole and end - run_start <= limit and tx.snd_up <= start):
+                if run_start >= 0:
+                    out.append(self._data_segment(run_start, run_end, run_fin, now))
+                run_start = start
+            run_end, run_fin, whole = end, fin, end - start == mss and not fin
         if run_start >= 0:
             out.append(self._data_segment(run_start, run_end, run_fin, now))
 

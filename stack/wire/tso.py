@@ -7,6 +7,7 @@ and each piece gets its own checksum. The super-segment's TCP checksum is left p
 alone), since the device computes the pieces' checksums anyway.
 """
 
+from ..seq import seq_add
 from .checksum import internet_checksum
 from .errors import WireError
 from .ip import PROTO_TCP, IpPacket, parse_ip
@@ -52,15 +53,19 @@ def fit(packet: bytes, mtu: int, partial: bool) -> list[bytes]:
     ip = parse_ip(packet)
     if ip.protocol != PROTO_TCP:
         raise WireError(f"only TCP is cut into segments, not protocol {ip.protocol}")
-    start = len(packet) - len(ip.payload)
     if len(packet) <= mtu:
-        if not partial:
-            return [packet]
-        # The device's work (virtio 1.1 §5.1.6.2): the sum from the TCP header on, over the pseudo-header sum.
-        checksum = internet_checksum(ip.payload).to_bytes(2, "big")
-        return [packet[: start + 16] + checksum + packet[start + 18 :]]
+        return [complete_checksum(packet, len(packet) - len(ip.payload), 16) if partial else packet]
     seg = parse_tcp(ip.payload, ip.src, ip.dst, verify_checksum=False)
     return _cut(ip, seg, max(mtu - (len(packet) - len(seg.payload)), 1))
+
+
+def complete_checksum(packet: bytes, start: int, offset: int) -> bytes:
+    """``packet`` with the checksum a device would fill in (virtio 1.1 §5.1.6.2: "the checksum on the packet is
+    incomplete"): the sum from ``start`` on, over the pseudo-header sum already in the field, stored at
+    ``start + offset`` (16 for TCP)."""
+    checksum = internet_checksum(packet[start:]).to_bytes(2, "big")
+    at = start + offset
+    return packet[:at] + checksum + packet[at + 2 :]
 
 
 def _cut(ip: IpPacket, seg: TcpSegment, size: int) -> list[bytes]:
@@ -73,7 +78,7 @@ def _cut(ip: IpPacket, seg: TcpSegment, size: int) -> list[bytes]:
         piece = TcpSegment(
             seg.src_port,
             seg.dst_port,
-            (seg.seq + start) & 0xFFFFFFFF,
+            seq_add(seg.seq, start),
             seg.ack,
             seg.flags if last else seg.flags & ~(FIN | PSH),
             seg.window,
