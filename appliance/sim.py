@@ -50,19 +50,34 @@ class Router:
         self._route: dict[bytes, tuple[int, float]] = {}
         self.moves = 0
         self.down: set[int] = set()  # nodes the routing has withdrawn (dead nodes)
+        self.preferred: int | None = None  # where new clients go first (``move`` with no client); None: at random
 
     def pick(self, client: bytes, now: float) -> int:
         live = [n for n in self.node_ids if n not in self.down] or self.node_ids
         node, until = self._route.get(client, (None, 0.0))
         if node is None or node in self.down or (self.mean_dwell is not None and now >= until):
             previous = node
-            node = self._rng.choice(live)
-            dwell = self._rng.expovariate(1 / self.mean_dwell) if self.mean_dwell else float("inf")
-            self._route[client] = (node, now + dwell)
+            first = node is None and self.preferred in live
+            self._set(client, self.preferred if first else self._rng.choice(live), now)
+            node = self._route[client][0]
             self.moves += previous is not None and node != previous
         if self.flap and self._rng.random() < self.flap:
             return self._rng.choice(live)
         return node
+
+    def _set(self, client: bytes, node: int, now: float) -> None:
+        dwell = self._rng.expovariate(1 / self.mean_dwell) if self.mean_dwell else float("inf")
+        self._route[client] = (node, now + dwell)
+
+    def move(self, node: int, now: float, client: bytes | None = None) -> None:
+        """Route ``client`` (None: every client, and new ones first) to ``node`` from now on, for a dwell."""
+        if node not in self.node_ids:
+            raise ValueError(f"no node {node}: the cluster has nodes {self.node_ids}")
+        if client is None:
+            self.preferred = node
+        for each in [client] if client is not None else list(self._route):
+            self.moves += self._route.get(each, (node,))[0] != node
+            self._set(each, node, now)
 
 
 class ClusterSim:
