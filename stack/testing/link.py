@@ -4,6 +4,7 @@ Every kind of fault draws from its own ``random.Random``, seeded from the link's
 turning one fault up or down never changes the decisions of another, and a seed replays a run exactly.
 """
 
+import dataclasses
 import heapq
 import random
 from dataclasses import dataclass
@@ -32,6 +33,18 @@ class LinkFaults:
             raise ValueError("delay, jitter and reorder_delay must not be negative")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be positive (bytes per second) or None")
+
+    def __repr__(self) -> str:
+        # Only what differs from a perfect link's defaults: shrunk hypothesis examples stay one short line.
+        changed = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        ]
+        return f"LinkFaults({', '.join(changed)})"
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis's (and IPython's) pretty printer
+        printer.text(repr(self))
 
 
 class FaultyLink:

@@ -66,6 +66,13 @@ class FaultEvent:
     hosts: tuple[str, ...] = ()
     faults: LinkFaults | None = dataclasses.field(default=None, compare=False)
 
+    def __repr__(self) -> str:
+        parts = [self.at, self.action, self.hosts] + ([self.faults] if self.faults is not None else [])
+        return f"FaultEvent({', '.join(map(repr, parts))})"
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis's pretty printer
+        printer.text(repr(self))
+
     def apply(self, net: SimNetwork) -> None:
         if self.action == "partition":
             net.partition(*self.hosts)
@@ -103,8 +110,9 @@ def fault_schedules(
     pairs = st.lists(st.sampled_from(list(hosts)), min_size=2, max_size=2, unique=True).map(tuple)
     kinds = ["partition", "set_link"] + (["crash"] if crashable else [])
     events, crashed = [], set()
+    before_horizon = st.integers(0, max(round(horizon * 1000) - 1, 0)).map(lambda ms: ms / 1000)
     for _ in range(draw(st.integers(0, max_events))):
-        at = draw(_millis(horizon))
+        at = draw(before_horizon)
         kind = draw(st.sampled_from(kinds))
         if kind == "crash":
             name = draw(st.sampled_from(list(crashable)))
@@ -112,8 +120,8 @@ def fault_schedules(
                 continue
             crashed.add(name)
             events.append(FaultEvent(at, "crash", (name,)))
-            down = draw(_millis(max(horizon - at, 0.0)))
-            events.append(FaultEvent(at + down, "restart", (name,)))
+            back = draw(st.integers(round(at * 1000), round(horizon * 1000))) / 1000
+            events.append(FaultEvent(back, "restart", (name,)))
         elif kind == "partition":
             events.append(FaultEvent(at, "partition", draw(pairs)))
         else:
