@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_tun.py --json bench/results-tun.json
 	$(PY) bench/bench_idle.py --json bench/results-idle.json
 	$(PY) bench/plot_route_moves.py --out bench/results-route-moves.png
+	$(PY) bench/bench_sim.py --json bench/results-sim.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

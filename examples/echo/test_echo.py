@@ -8,7 +8,7 @@ from echo_server import handle_echo, handle_echo_with_bug
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stack.testing import SimNetwork, run
+from stack.testing import LinkFaults, SimNetwork, run
 from stack.testing.strategies import fault_schedules, link_faults, play
 
 
@@ -46,6 +46,10 @@ def echo_round_trip(handler, lines: list[bytes], conditions, schedule) -> None:
             raise AssertionError(f"echoed {len(echoed)} of {len(expected)} bytes, wrong from byte {wrong}")
 
     run(main())
+
+
+def test_echo_over_a_lossy_link():
+    echo_round_trip(handle_echo, [b"hello", b"x" * 5000], LinkFaults(loss=0.1, delay=0.02), schedule=[])
 
 
 def echo_property(handler, **options):
