@@ -36,6 +36,7 @@ from ..wire.checksum import internet_checksum, pseudo_header_sum
 from ..wire.tso import TsoPacket, segment
 from .link import FaultyLink, LinkFaults
 from .loop import VirtualTimeLoop
+from .sim import destination_address
 
 Route = Callable[[str, bytes], str | None]  # (sending host's name, packet) -> receiving host's name, or None
 Main = Callable[["SimHost"], Awaitable[object]]
@@ -363,7 +364,8 @@ class SimNetwork:
             link = self._links[(src, dst, kind)] = _Link(faults)
         return link
 
-    def _destination(self, src: str, address: bytes, packet: bytes) -> str | None:
+    def _destination(self, src: str, packet: bytes) -> str | None:
+        address = destination_address(packet)
         route = self._routes.get(address)
         return route(src, packet) if route is not None else self._owners.get(address)
 
@@ -373,9 +375,7 @@ class SimNetwork:
             for piece in segment(packet):  # what a NIC with segmentation offload puts on the wire
                 self._transmit(src, piece)
             return
-        version = packet[0] >> 4 if packet else 0
-        address = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
-        dst = self._destination(src, address, packet)
+        dst = self._destination(src, packet)
         if dst is None:
             self.unroutable += 1
             return

@@ -16,6 +16,13 @@ from .link import FaultyLink, LinkFaults
 App = Callable[[Host, Connection, Event], None]
 
 
+def destination_address(packet: bytes) -> bytes:
+    """The packed destination address straight from the IP header (the hosts built it; receivers parse it
+    fully), or b"" for what is not IPv4 or IPv6."""
+    version = packet[0] >> 4 if packet else 0
+    return packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
+
+
 class Network:
     def __init__(self, seed: int | str = 0) -> None:
         self.seed = seed
@@ -59,10 +66,7 @@ class Network:
             for piece in segment(packet):  # what a device with segmentation offload puts on the wire
                 self._route(src, piece)
             return
-        # The destination address straight from the header (the hosts built it; the receiver parses it fully).
-        version = packet[0] >> 4 if packet else 0
-        address = packet[16:20] if version == 4 else packet[24:40] if version == 6 else b""
-        dst = self._by_address.get(address)
+        dst = self._by_address.get(destination_address(packet))
         link = self.links.get((src, dst)) if dst is not None else None
         if link is None:
             self.unroutable += 1
