@@ -145,6 +145,7 @@ class Nodes:
     def start(self) -> "Nodes":
         key_file = self.workdir / "cluster.key"
         key_file.write_text(generate_key_line(1) + "\n")
+        key_file.chmod(0o600)  # a key file open to others is refused (tunnel/keys.py)
         lab = self.lab
         for k in lab.node_numbers:
             host, port = lab.node_underlay(k, 4)

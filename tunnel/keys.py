@@ -12,6 +12,7 @@ rotates in three reloads without a flag day (docs/protocol.md, "Key file and rot
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -56,12 +57,20 @@ class ClusterKeys:
         source = os.fspath(path)
         try:
             with open(source, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
                 raw = f.read()
         except OSError as exc:
             raise ValueError(
                 f"{source}: cannot read the cluster key file ({exc.strerror}); create it with "
-                f"`anycast-tcp keygen > {source}` and copy it to every node"
+                f"`(umask 077; anycast-tcp keygen > {source})` and copy it to every node"
             ) from None
+        if mode & 0o077:
+            # Whoever reads the key can forge tunnel datagrams into any connection of the cluster (as ssh does
+            # for private keys, refuse rather than warn).
+            raise ValueError(
+                f"{source}: the cluster key file is open to other users (mode {stat.S_IMODE(mode):04o}); "
+                f"anyone who reads it can inject into the tunnel: run `chmod 600 {source}`"
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -40,6 +40,7 @@ def nodes(lab: Lab, tmp_path: Path, *, forwarding: bool = True, underlay: int = 
     through the returned dict (node id -> stats)."""
     key_file = tmp_path / "cluster.key"
     key_file.write_text(generate_key_line(1) + "\n")
+    key_file.chmod(0o600)
     processes, stats = {}, {}
     try:
         for k in lab.node_numbers:

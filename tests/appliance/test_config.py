@@ -50,6 +50,7 @@ format = "json"                    # json | console
 def test_the_documented_example_parses_to_what_it_says(tmp_path: Path):
     (tmp_path / "node.toml").write_text(EXAMPLE)
     (tmp_path / "cluster.key").write_text(generate_key_line() + "\n")
+    (tmp_path / "cluster.key").chmod(0o600)
     config = load(tmp_path / "node.toml")
     assert (config.node_id, config.tun_name, config.addresses, config.mtu) == (1, "atcp0", ("192.0.2.10/32",), 1500)
     c = config.cluster

@@ -22,6 +22,7 @@ def test_first_key_line_sends_and_every_listed_key_opens():
 def test_load_reads_a_file_and_names_it_in_errors(tmp_path):
     path = tmp_path / "cluster.key"
     path.write_text(f"2 {KEY_C}\n")
+    path.chmod(0o600)
     assert ClusterKeys.load(path).send_id == 2
     path.write_text(f"2 {KEY_C}\n3 abcd\n")
     with pytest.raises(ValueError, match=re.escape(f"{path} line 2: key must be 64 hex digits (32 bytes)")):
@@ -104,6 +105,7 @@ def test_unreadable_and_non_utf8_files(tmp_path):
         ClusterKeys.load(missing)
     binary = tmp_path / "binary.key"
     binary.write_bytes(b"1 \xff\xfe\n")
+    binary.chmod(0o600)
     with pytest.raises(ValueError, match=r"binary\.key: not UTF-8 text \(byte 2\)"):
         ClusterKeys.load(binary)
 
@@ -126,3 +128,16 @@ def test_generated_lines_parse_and_differ():
     assert keys.send_id == 1 and keys.keys[1] != keys.keys[9]
     with pytest.raises(ValueError, match="key id 256 must be a whole number from 0 to 255"):
         generate_key_line(256)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_key_file_open_to_other_users_is_refused_with_the_fix(tmp_path, mode):
+    path = tmp_path / "cluster.key"
+    path.write_text(f"2 {KEY_C}\n")
+    path.chmod(mode)
+    with pytest.raises(
+        ValueError, match=rf"open to other users \(mode 0{mode:o}\).*`chmod 600 {re.escape(str(path))}`"
+    ):
+        ClusterKeys.load(path)
+    path.chmod(0o400)
+    assert ClusterKeys.load(path).send_id == 2
