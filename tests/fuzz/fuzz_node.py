@@ -1,0 +1,110 @@
+"""A coverage-guided fuzzer (atheris, libFuzzer's engine) over the packet boundary of a whole anycast node.
+
+Each input is a script of steps read from the fuzzer's bytes: a raw packet from the Internet side, a TCP segment
+built from fuzzed fields (so it passes the checksums and reaches the TCP state machine), a raw tunnel datagram,
+an authentic tunnel datagram (sealed with the cluster key) carrying fuzzed bytes as a forwarded packet or a control
+message, or time passing with the timers firing. The invariant: nothing raises, half-open connections stay within
+the backlog.
+
+    python tests/fuzz/fuzz_node.py -max_total_time=600          # a campaign; libFuzzer's flags all work
+    python tests/fuzz/fuzz_node.py -runs=20000 -seed=1          # a bounded one (CI runs one of these)
+"""
+
+import logging
+import sys
+
+import atheris
+import structlog
+
+with atheris.instrument_imports(include=["stack", "tunnel", "appliance"]):
+    from appliance.node import AnycastNode, ClusterConfig
+    from stack.tcp.state import State
+    from stack.wire.tcp import TcpOptions, TcpSegment, build_tcp_packet
+    from tunnel.encap import Sealer
+    from tunnel.keys import ClusterKeys
+
+SERVICE, CLIENT = bytes([192, 0, 2, 10]), bytes([198, 51, 100, 1])
+KEYS = ClusterKeys(send_id=1, keys={1: bytes(range(32))})
+BACKLOG = 8
+SEALERS = {2: Sealer(2, incarnation=1, keys=KEYS), 3: Sealer(3, incarnation=1, keys=KEYS)}
+
+
+def make_node() -> AnycastNode:
+    node = AnycastNode(
+        ["192.0.2.10"],
+        cluster=ClusterConfig(node_id=1, ranges=4, headroom=1 << 22, hwm_margin=1 << 20),
+        peers={2: ("10.255.0.2", 6080), 3: ("10.255.0.3", 6080)},
+        keys=KEYS,
+        incarnation=1,
+        secret=bytes(32),
+        now=0.0,
+    )
+    node.listen(80, backlog=BACKLOG)
+    return node
+
+
+def segment(fdp: atheris.FuzzedDataProvider) -> bytes:
+    flags = fdp.ConsumeIntInRange(0, 255)
+    syn = bool(flags & 0x02)  # MSS, window scale and SACK-permitted only ride on a SYN (the builder checks)
+    options = TcpOptions(
+        mss=fdp.ConsumeIntInRange(0, 65535) if syn and fdp.ConsumeBool() else None,
+        window_scale=fdp.ConsumeIntInRange(0, 14) if syn and fdp.ConsumeBool() else None,
+        sack_permitted=syn and fdp.ConsumeBool(),
+        timestamps=(fdp.ConsumeInt(4) & 0xFFFFFFFF, fdp.ConsumeInt(4) & 0xFFFFFFFF) if fdp.ConsumeBool() else None,
+    )
+    seg = TcpSegment(
+        src_port=fdp.ConsumeIntInRange(1, 4),
+        dst_port=80 if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, 65535),
+        seq=fdp.ConsumeInt(4) & 0xFFFFFFFF,
+        ack=fdp.ConsumeInt(4) & 0xFFFFFFFF,
+        flags=flags,
+        window=fdp.ConsumeIntInRange(0, 65535),
+        payload=fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200)),
+        options=options,
+    )
+    return build_tcp_packet(seg, CLIENT, SERVICE)
+
+
+def test_one_input(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    node = make_node()
+    now = 0.0
+    for _ in range(fdp.ConsumeIntInRange(1, 24)):
+        if fdp.remaining_bytes() == 0:
+            break
+        step = fdp.ConsumeIntInRange(0, 5)
+        if step == 0:
+            node.receive_packet(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300)), now)
+        elif step == 1:
+            node.receive_packet(segment(fdp), now)
+        elif step == 2:
+            node.receive_datagram(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300)), now)
+        elif step == 3:
+            sealer = SEALERS[fdp.ConsumeIntInRange(2, 3)]
+            packet = segment(fdp) if fdp.ConsumeBool() else b"\x45" + fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 300))
+            node.receive_datagram(sealer.data(packet, hops=fdp.ConsumeIntInRange(1, 2)), now)
+        elif step == 4:
+            message = fdp.ConsumeBytes(fdp.ConsumeIntInRange(1, 300)) or b"\x00"
+            node.receive_datagram(SEALERS[fdp.ConsumeIntInRange(2, 3)].control(message), now)
+        else:
+            now += fdp.ConsumeIntInRange(1, 5000) / 1000
+            deadline = node.get_timer()
+            if deadline is not None and deadline <= now:
+                node.handle_timer(now)
+        node.packets_to_send(now)
+        node.datagrams_to_send(now)
+        while node.next_event() is not None:
+            pass
+    half_open = sum(c.state is State.SYN_RECEIVED for c in node.host.connections.values())
+    if half_open > BACKLOG:
+        raise AssertionError(f"{half_open} half-open connections with a backlog of {BACKLOG}")
+
+
+def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
