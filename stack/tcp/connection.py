@@ -684,6 +684,11 @@ class Connection:
                 rx.dsack = (end - len(seg.payload), end)
             if self.state is State.SYN_RECEIVED and seg.flags & (SYN | ACK) == SYN and seg.seq == rx.irs:
                 self.tx.syn_due = True  # the peer lost our SYN,ACK: send it again, as Linux does
+            elif seg.flags & SYN or not seg_len:
+                # RFC 5961 §4.2: a SYN, "irrespective of the sequence number", draws a challenge ACK, throttled
+                # (§7); so does a pure ACK out of the window (Linux's tcp_oow_rate_limited: such ACKs, not data,
+                # are what a blind attacker sprays and what two confused ends would bounce forever).
+                self._challenge_ack(now)
             else:
                 rx.ack_now = True
                 if self.state is State.TIME_WAIT and seg.flags & FIN:
@@ -737,8 +742,9 @@ class Connection:
             self._set_state(State.ESTABLISHED, now)
             return True
         if seq_lt(tx.snd_nxt, ack):
-            # "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment".
-            self.rx.ack_now = True
+            # "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop the segment":
+            # throttled like a challenge ACK (RFC 5961 §7), as a forged ACK is the likelier cause (Linux sends none).
+            self._challenge_ack(now)
             return False
         if seq_lt(ack, seq_add(tx.snd_una, -tx.max_snd_wnd)):
             # RFC 5961 §5.2 (MUST-?): acceptable only if "(SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT";

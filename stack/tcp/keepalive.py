@@ -54,12 +54,13 @@ class RateLimit:
     """At most ``per_second`` events in any one-second window (RFC 5961 §7: "implementations SHOULD include an
     ACK throttling mechanism" for challenge ACKs)."""
 
-    __slots__ = ("_count", "_window_start", "per_second", "suppressed")
+    __slots__ = ("_count", "_window_start", "allowed", "per_second", "suppressed")
 
     def __init__(self, per_second: int) -> None:
         self.per_second = per_second
         self._window_start = -1.0
         self._count = 0
+        self.allowed = 0
         self.suppressed = 0
 
     def allow(self, now: float) -> bool:
@@ -67,6 +68,7 @@ class RateLimit:
             self._window_start, self._count = now, 0
         if self._count < self.per_second:
             self._count += 1
+            self.allowed += 1
             return True
         self.suppressed += 1
         return False
