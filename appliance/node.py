@@ -26,6 +26,8 @@ from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.events import Event, SendWatermark
 from stack.tcp.state import State
+from stack.tcp.syncookie import MIN_SPAN as COOKIE_MIN_SPAN
+from stack.tcp.syncookie import SynCookies
 from stack.wire import ACK, SYN, IcmpMessage, IpPacket, QuotedTcp, TcpSegment, WireError
 from stack.wire.tso import fit
 from tunnel.encap import Kind, Opener, Sealer, overhead
@@ -131,6 +133,11 @@ class AnycastNode:
             mtu=host_mtu,
             config=config,
             isn_source=HomeRangeIsn(plan, secret),
+            # SYN cookies in the home range too: a cookie's ACK that lands on another node is forwarded here. (A
+            # range too small to hold a cookie's MAC, only ever configured in tests, gets none.)
+            syn_cookies=SynCookies(secret, start=plan.slice_start, span=plan.isn_span)
+            if plan.isn_span >= COOKIE_MIN_SPAN
+            else False,
             unmatched=self._unmatched,
             unmatched_icmp=self._unmatched_icmp,
             foreign_ack=self._foreign_ack,

@@ -8,6 +8,7 @@ sequence numbers come from (default: RFC 6528).
 import dataclasses
 import hashlib
 import heapq
+import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
@@ -21,6 +22,8 @@ from .tcp.icmp import classify
 from .tcp.isn import IsnSource, Rfc6528Isn
 from .tcp.reset import reset_for
 from .tcp.state import State
+from .tcp.syncookie import PERIOD as COOKIE_PERIOD
+from .tcp.syncookie import SynCookies
 from .wire import (
     ACK,
     PROTO_ICMP,
@@ -31,6 +34,7 @@ from .wire import (
     IcmpMessage,
     IpPacket,
     QuotedTcp,
+    TcpOptions,
     TcpSegment,
     WireError,
     build_tcp_packet,
@@ -70,7 +74,7 @@ def drop_unmatched_icmp(host: "Host", packet: IpPacket, msg: IcmpMessage, quoted
 class Listener:
     """A passive open on an address (or all of the host's addresses) and port, with a backlog."""
 
-    __slots__ = ("addr", "backlog", "config", "pending", "port")
+    __slots__ = ("addr", "backlog", "config", "overflowed_at", "pending", "port")
 
     def __init__(self, addr: Address | None, port: int, backlog: int, config: TcpConfig | None) -> None:
         self.addr = addr
@@ -79,6 +83,7 @@ class Listener:
         self.config = config
         # Connections from this listener the application has not yet been told of (handshaking or queued).
         self.pending = 0
+        self.overflowed_at = -math.inf  # when a SYN last found the backlog full (SYN cookies went out)
 
 
 class Host:
@@ -96,6 +101,7 @@ class Host:
         on_open: ConnectionHook | None = None,
         on_close: ConnectionHook | None = None,
         ttl: int = 64,
+        syn_cookies: SynCookies | bool = True,
     ) -> None:
         self.addresses: frozenset[Address] = frozenset(packed(a) for a in addresses)
         if not self.addresses:
@@ -110,6 +116,11 @@ class Host:
         self.ttl = ttl
         self._secret = hashlib.blake2s(secret, person=b"ports").digest()
         self.isn_source: IsnSource = isn_source or Rfc6528Isn(secret)
+        # RFC 4987 §3.6, on by default as in Linux (tcp_syncookies=1): only a listener whose backlog is full sends
+        # them. True: cookies anywhere in the sequence space; a SynCookies: the caller's range (the anycast node).
+        self.syn_cookies: SynCookies | None = (
+            SynCookies(secret) if syn_cookies is True else None if syn_cookies is False else syn_cookies
+        )
         self.unmatched = unmatched
         self.unmatched_icmp = unmatched_icmp
         self.foreign_ack = foreign_ack
@@ -325,7 +336,49 @@ class Host:
                     # containing SYN) must have an ACK ... Drop the segment and return."
                     self.drops["listen_no_ack"] += 1
                 return
+        elif not seg.flags & (SYN | RST) and conn is None and self._accepts_cookie(packet, seg, now):
+            return
         self.unmatched(self, packet, seg, now)
+
+    def _accepts_cookie(self, packet: IpPacket, seg: TcpSegment, now: float) -> bool:
+        """A bare ACK for no connection, to a listener that sent SYN cookies lately (Linux checks only then, too:
+        tcp_synq_no_recent_overflow): if it returns one of our cookies, the connection is rebuilt from it."""
+        cookies = self.syn_cookies
+        if cookies is None:
+            return False
+        listener = self.listeners.get((packet.dst, seg.dst_port)) or self.listeners.get((None, seg.dst_port))
+        if listener is None or now - listener.overflowed_at > 2 * COOKIE_PERIOD:
+            return False
+        local, remote = packet.dst, packet.src
+        mss = cookies.check(local, seg.dst_port, remote, seg.src_port, seg.seq, seg.ack, now)
+        if mss is None:
+            return False
+        config = listener.config or self.config_for(local)
+        conn = self._register(local, seg.dst_port, remote, seg.src_port, seq_add(seg.ack, -1), config)
+        conn.resume_from_cookie(seq_add(seg.seq, -1), min(mss, config.mss), now)
+        conn.receive_segment(seg, now)
+        return True
+
+    def _send_cookie(self, listener: Listener, packet: IpPacket, seg: TcpSegment, now: float) -> None:
+        """RFC 4987 §3.6: the backlog is full, so answer with a SYN,ACK whose ISN is a cookie and keep nothing."""
+        listener.overflowed_at = now
+        local, remote = packet.dst, packet.src
+        config = listener.config or self.config_for(local)
+        offered = seg.options.mss or 536  # RFC 9293 §3.7.1 (MUST-15): 536 for IPv4 when the SYN says nothing
+        cookie = self.syn_cookies.make(
+            local, seg.dst_port, remote, seg.src_port, seg.seq, min(offered, config.mss), now
+        )
+        reply = TcpSegment(
+            src_port=seg.dst_port,
+            dst_port=seg.src_port,
+            seq=cookie,
+            ack=seq_add(seg.seq, 1),
+            flags=SYN | ACK,
+            window=min(config.receive_buffer, 0xFFFF),
+            payload=b"",
+            options=TcpOptions(mss=config.mss),
+        )
+        self.send_segment(local, remote, reply)
 
     def _foreign_ack_taken(self, conn: Connection, packet: IpPacket, seg: TcpSegment, now: float) -> bool:
         return (
@@ -348,8 +401,10 @@ class Host:
         self, listener: Listener, packet: IpPacket, seg: TcpSegment, now: float, previous: Connection | None
     ) -> None:
         if listener.pending >= listener.backlog:
-            # Like Linux without SYN cookies: drop the SYN; the client retries after its RTO.
             self.drops["listen_overflow"] += 1
+            if self.syn_cookies is not None:
+                self._send_cookie(listener, packet, seg, now)
+            # else like Linux without SYN cookies: drop the SYN; the client retries after its RTO.
             return
         local, remote = packet.dst, packet.src
         iss = self.isn_source(local, seg.dst_port, remote, seg.src_port, now)

@@ -71,8 +71,8 @@ def test_syn_ack_advertises_an_mss_that_fits_the_mtu_in_each_family():
     assert sorted(s.options.mss for s in replies(h)) == [1340, 1360]  # MUST-67: MTU - IP - TCP headers
 
 
-def test_full_backlog_drops_syns_and_counts_them():
-    h = host()
+def test_full_backlog_without_syn_cookies_drops_syns_and_counts_them():
+    h = host(syn_cookies=False)
     h.listen(80, backlog=2)
     for port in (40001, 40002, 40003):
         h.receive_packet(packet(TcpSegment(port, 80, 1, 0, SYN, 100)), 0.0)

@@ -99,3 +99,37 @@ def test_the_owner_dying_ends_its_connections_and_nothing_else():
                 await received
 
     run(main())
+
+
+def test_a_syn_cookie_ack_that_lands_on_another_node_reaches_the_owner():
+    """Node 1's backlog is full, so it answers with a SYN cookie from its home range; the route moves before the
+    client's ACK, which node 2 forwards by its acknowledgment number, and node 1 rebuilds the connection."""
+
+    async def main():
+        net = SimNetwork(seed=6, link=LinkFaults(delay=0.005, bandwidth=2.5e6))
+        cluster = SimCluster(net, nodes=3, headroom=1 << 21, hwm_margin=1 << 19)
+        await cluster.start_server(download, 8080, backlog=1)
+        cluster.move(1)
+        silent = net.add_host("silent", "198.51.100.9")
+        silent.spawn(silent.open_connection(cluster.service, 8080))
+        await asyncio.sleep(0.001)
+        silent.crash()  # its half-open connection on node 1 fills the backlog
+        cookies = cluster.stacks[1].node.host.syn_cookies
+
+        async def move_once_the_cookie_is_out() -> None:
+            while cookies.made == 0:
+                await asyncio.sleep(0.0001)
+            cluster.move(2)
+
+        mover = asyncio.create_task(move_once_the_cookie_is_out())
+        client = net.add_host("client", "198.51.100.1")
+        reader, writer = await client.open_connection(cluster.service, 8080)
+        writer.write(b"go\n")
+        async with asyncio.timeout(60):
+            data = await reader.read()
+        await mover
+        return data, cookies, cluster.stacks[2].node.counters
+
+    data, cookies, node2 = run(main())
+    assert data == PAYLOAD
+    assert cookies.made == 1 and cookies.accepted == 1 and node2["forwarded_out"] > 0
