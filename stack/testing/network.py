@@ -168,8 +168,8 @@ class SimHost:
         return self.network._transmit_datagram(self.name, data, source, destination)
 
     def crash(self) -> None:
-        """Power off: no goodbye is sent (no RST, no FIN), packets in flight to it are lost, its tasks are
-        cancelled and its connections vanish."""
+        """Power off: no goodbye is sent (no RST, no FIN), packets that arrive while it is down are lost, its
+        tasks are cancelled and its connections vanish."""
         if self.stack is None:
             return
         self.device.up = False  # whatever closing the stack writes goes nowhere
