@@ -364,7 +364,8 @@ class Host:
         listener.overflowed_at = now
         local, remote = packet.dst, packet.src
         config = listener.config or self.config_for(local)
-        offered = seg.options.mss or 536  # RFC 9293 §3.7.1 (MUST-15): 536 for IPv4 when the SYN says nothing
+        # RFC 9293 §3.7.1 (MUST-15): a SYN that names no MSS gets the default, 536 (IPv4) or 1220 (IPv6).
+        offered = seg.options.mss or (536 if len(local) == 4 else 1220)
         cookie = self.syn_cookies.make(
             local, seg.dst_port, remote, seg.src_port, seg.seq, min(offered, config.mss), now
         )
