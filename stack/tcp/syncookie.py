@@ -3,12 +3,12 @@ an ISN that encodes what the handshake must remember, and rebuild the connection
 
 The cookie is ``start + v`` with ``v < span``, so a caller can keep every cookie inside a range of the sequence
 space (the anycast node: its home range, so that a cookie ACK landing on another node is still forwarded to the
-owner). ``v`` packs, from the low bits up: the MSS index (2 bits, ``MSS_TABLE``), the time counter's low 2 bits
-(one counter per ``PERIOD`` seconds; a cookie is good for the current and the previous period, as Linux's
-MAX_SYNCOOKIE_AGE), and a keyed MAC over the 4-tuple, the client's ISN, the full counter and the MSS index, as many
-bits of it as the span leaves (24 for the whole space, as Linux's). The counter in the MAC rotates the effective
-key every period. Window scaling, SACK and timestamps are not carried: a connection born of a cookie runs without
-them, as Linux's does when the client sends no timestamps.
+owner). ``v`` packs, from the low bits up: the MSS index (2 bits, ``MSS_TABLE`` or ``MSS_TABLE_V6``), the time
+counter's low 2 bits (one counter per ``PERIOD`` seconds; a cookie is good for the current and the previous
+period, as Linux's MAX_SYNCOOKIE_AGE), and a keyed MAC over the 4-tuple, the client's ISN, the full counter and
+the MSS index, as many bits of it as the span leaves (24 for the whole space, as Linux's). The counter in the MAC
+rotates the effective key every period. Window scaling, SACK and timestamps are not carried: a connection born of
+a cookie runs without them, as Linux's does when the client sends no timestamps.
 """
 
 import hashlib
@@ -17,6 +17,7 @@ import struct
 from ..seq import SEQ_MASK
 
 MSS_TABLE = (536, 1300, 1440, 1460)  # Linux's msstab for IPv4: the values clients commonly send, rounded down
+MSS_TABLE_V6 = (1220, 1420, 1440, 8940)  # and for IPv6 (msstab in syncookies.c: MTUs less 60)
 PERIOD = 64.0  # seconds per counter step (Linux: 60 s, as jiffies allow)
 _LOW_BITS = 4  # MSS index (2) and counter (2)
 _MAX_MAC_BITS = 24
@@ -43,7 +44,8 @@ class SynCookies:
 
     def make(self, local: bytes, lport: int, remote: bytes, rport: int, client_isn: int, mss: int, now: float) -> int:
         """The ISN of the stateless SYN,ACK answering a SYN with sequence ``client_isn`` offering ``mss``."""
-        mss_i = max((i for i, value in enumerate(MSS_TABLE) if value <= mss), default=0)
+        table = MSS_TABLE if len(local) == 4 else MSS_TABLE_V6
+        mss_i = max((i for i, value in enumerate(table) if value <= mss), default=0)
         count = int(now // PERIOD)
         mac = self._mac(local, lport, remote, rport, client_isn, count, mss_i)
         self.made += 1
@@ -64,6 +66,6 @@ class SynCookies:
                 continue
             if mac == self._mac(local, lport, remote, rport, client_isn, candidate, mss_i):
                 self.accepted += 1
-                return MSS_TABLE[mss_i]
+                return (MSS_TABLE if len(local) == 4 else MSS_TABLE_V6)[mss_i]
         self.rejected += 1
         return None

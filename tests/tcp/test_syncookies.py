@@ -9,7 +9,7 @@ from stack.host import Host
 from stack.seq import SEQ_MASK, seq_add
 from stack.tcp.events import DataReceived, Established
 from stack.tcp.state import State
-from stack.tcp.syncookie import MSS_TABLE, PERIOD, SynCookies
+from stack.tcp.syncookie import MSS_TABLE, MSS_TABLE_V6, PERIOD, SynCookies
 from stack.testing import BulkEndpoint, LinkFaults, Network
 from stack.wire import ACK, PSH, RST, SYN, TcpOptions, TcpSegment, build_tcp_packet, parse_ip, parse_tcp
 
@@ -31,6 +31,15 @@ def test_a_cookie_returns_its_mss_for_two_periods_and_only_to_its_own_ack(lport,
     assert cookies.check(US, lport, THEM, rport, seq_add(ack_seq, 1), ack, now) is None  # another client ISN
     assert cookies.check(US, lport ^ 1, THEM, rport, ack_seq, ack, now) is None  # another 4-tuple
     assert SynCookies(b"x" * 32).check(US, lport, THEM, rport, ack_seq, ack, now) is None  # another secret
+
+
+@pytest.mark.parametrize(("local", "offered", "kept"), [(US, 9000, 1460), (US, 1000, 536), (bytes(16), 9000, 8940)])
+def test_the_mss_is_kept_to_the_step_of_its_family_at_or_below_the_offer(local, offered, kept):
+    cookies = SynCookies(SECRET)
+    cookie = cookies.make(local, 80, THEM if len(local) == 4 else bytes(15) + b"\x01", 4000, 7, offered, 0.0)
+    remote = THEM if len(local) == 4 else bytes(15) + b"\x01"
+    assert cookies.check(local, 80, remote, 4000, 8, seq_add(cookie, 1), 0.0) == kept
+    assert kept in (MSS_TABLE if len(local) == 4 else MSS_TABLE_V6)
 
 
 @given(start=u32, span_bits=st.integers(20, 32), client_isn=u32, now=st.floats(0, 1e6))
