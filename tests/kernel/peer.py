@@ -147,8 +147,12 @@ def serve_http(host: str, port: int, seconds: float) -> None:
 async def many(host: str, port: int, count: int, size: int) -> dict:
     """Open ``count`` connections at once; each sends its own bytes and checks the echo."""
 
+    connect_times = []
+
     async def one(i: int) -> int:
+        started = time.perf_counter()
         reader, writer = await asyncio.open_connection(host, port)
+        connect_times.append(time.perf_counter() - started)
         data = payload(size, i)
         writer.write(data)
         await writer.drain()
@@ -163,6 +167,9 @@ async def many(host: str, port: int, count: int, size: int) -> dict:
         "sent": count * size,
         "received": sum(r for r in results if isinstance(r, int) and r > 0),
         "error": f"{len(failures)} failed, e.g. {failures[0]}" if failures else None,
+        "connected": len(connect_times),
+        "connect_median": sorted(connect_times)[len(connect_times) // 2] if connect_times else None,
+        "connect_max": max(connect_times, default=None),
     }
 
 
