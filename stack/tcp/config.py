@@ -22,6 +22,11 @@ class TcpConfig:
     mss: int = 1460
     send_buffer: int = 256 * 1024
     receive_buffer: int = 256 * 1024
+    # Separate out-of-order blocks held at once. The window bounds their bytes, not their number: a peer (or a
+    # blind attacker inside the window) sending one byte in every other position would make each its own block.
+    # Beyond this, an out-of-order segment that starts a new block is dropped (the peer sends it again); Linux
+    # bounds the same queue by memory (tcp_prune_ofo_queue).
+    max_out_of_order_blocks: int = 1024
     # RFC 9293 §3.4.2 defines MSL as 2 minutes "for engineering purposes" (MUST-13 asks for 2·MSL in TIME-WAIT).
     # DEVIATION: Linux lingers 60 s in TIME-WAIT (TCP_TIMEWAIT_LEN); we default MSL to 30 s to match it.
     msl: float = 30.0
@@ -88,6 +93,8 @@ class TcpConfig:
             raise ValueError(f"user_timeout={self.user_timeout} must be positive (seconds) or None")
         if not 0 <= self.dscp <= 63:
             raise ValueError(f"dscp={self.dscp} is out of range: use 0-63 (RFC 2474), e.g. 46 for EF")
+        if self.max_out_of_order_blocks < 1:
+            raise ValueError("max_out_of_order_blocks must be at least 1")
         if self.challenge_acks_per_second < 1:
             raise ValueError("challenge_acks_per_second must be at least 1")
         if self.initial_window_segments < 1:

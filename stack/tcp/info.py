@@ -43,6 +43,7 @@ class TcpInfo:
     paws_drops: int
     challenge_acks_suppressed: int
     keepalive_probes: int
+    out_of_order_refused: int  # segments not held: they would have been one out-of-order block too many
 
 
 def connection_info(conn: "Connection") -> TcpInfo:
@@ -82,4 +83,5 @@ def connection_info(conn: "Connection") -> TcpInfo:
         paws_drops=conn.ts.paws_drops,
         challenge_acks_suppressed=conn.challenge_acks.suppressed,
         keepalive_probes=conn.keepalive.probes,
+        out_of_order_refused=rx.ooo.refused,
     )

@@ -9,13 +9,15 @@ import bisect
 
 
 class Reassembler:
-    __slots__ = ("_data", "_starts", "bytes_held")
+    __slots__ = ("_data", "_starts", "bytes_held", "max_blocks", "refused")
 
-    def __init__(self) -> None:
+    def __init__(self, max_blocks: int = 1024) -> None:
         # Disjoint, non-adjacent blocks sorted by start: _starts[i] is where _data[i] begins.
         self._starts: list[int] = []
         self._data: list[bytes] = []
         self.bytes_held = 0
+        self.max_blocks = max_blocks
+        self.refused = 0  # segments not held because they would have been one block too many
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -23,7 +25,7 @@ class Reassembler:
     def insert(self, start: int, data: bytes) -> int:
         """Hold ``data`` at stream offset ``start``, merging with overlapping or adjacent blocks, and return how
         many of its bytes were new. Where bytes overlap, the ones already held win (both copies must be equal in a
-        correct peer)."""
+        correct peer). A segment that would make one block more than ``max_blocks`` is not held: -1."""
         if not data:
             return 0
         before = self.bytes_held
@@ -33,6 +35,9 @@ class Reassembler:
         i = bisect.bisect_left(starts, start)
         if i > 0 and starts[i - 1] + len(self._data[i - 1]) >= start:
             i -= 1
+        if len(starts) >= self.max_blocks and not (i < len(starts) and starts[i] <= end):
+            self.refused += 1  # it touches no block held: it would be one block more
+            return -1
         j = i
         merged_start, merged = start, data
         while j < len(starts) and starts[j] <= end:

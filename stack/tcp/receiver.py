@@ -50,7 +50,7 @@ class Receiver:
         self.buffer_size = config.receive_buffer
         self.mss = config.mss
         self.delayed_ack = config.delayed_ack
-        self.ooo = Reassembler()
+        self.ooo = Reassembler(config.max_out_of_order_blocks)
         self.fin_offset: int | None = None  # stream offset of a FIN seen but not yet reached
         self.ack_now = False
         self.delayed_ack_at: float | None = None
@@ -168,7 +168,7 @@ class Receiver:
             else:
                 start = self.rcv_offset + delta
                 new = self.ooo.insert(start, payload)
-                if self.sack_ok:
+                if self.sack_ok and new >= 0:
                     if not new:
                         self.dsack = (start, start + len(payload))
                     self._touch_block(start)

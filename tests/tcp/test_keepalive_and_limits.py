@@ -103,3 +103,13 @@ def test_info_reports_what_an_operator_needs():
     assert info.rtt is not None and info.rto >= CONFIG.rto_min
     assert info.snd_mss == MSS and info.cwnd > 0
     assert dataclasses.asdict(info)["retransmits"] == 0  # a plain record, ready for metrics and `status`
+
+
+def test_out_of_order_blocks_are_bounded_and_the_rest_is_refused_and_counted():
+    """One byte at every other position of the window would make each its own block; the count is bounded."""
+    conn = established(dataclasses.replace(CONFIG, max_out_of_order_blocks=16))
+    for i in range(100):
+        deliver(conn, seg(remote_seq(1 + 2 * (i + 1)), local_seq(1), payload=b"x"), now=0.1)
+    assert len(conn.rx.ooo) == 16 and conn.info().out_of_order_refused == 84
+    deliver(conn, seg(remote_seq(1), local_seq(1), payload=b"ab"), now=0.2)  # the first hole fills
+    assert conn.state is State.ESTABLISHED and len(conn.rx.ooo) == 15

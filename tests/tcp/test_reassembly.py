@@ -72,3 +72,12 @@ def test_random_segments_of_a_large_stream():
         else:
             r.insert(start, data)
     assert bytes(out) == stream
+
+
+def test_blocks_beyond_the_limit_are_refused_but_bytes_that_merge_still_are_held():
+    r = Reassembler(max_blocks=3)
+    assert [r.insert(start, b"x") for start in (10, 20, 30)] == [1, 1, 1]
+    assert r.insert(40, b"x") == -1 and r.refused == 1 and len(r) == 3  # a fourth block
+    assert r.insert(11, b"yy") == 2 and len(r) == 3  # extends the first: held
+    assert r.insert(21, b"z" * 9) == 9 and len(r) == 2  # joins two: held, and room is made
+    assert r.insert(40, b"x") == 1 and len(r) == 3
