@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack.host import DEFAULT_MAX_CONNECTIONS
 from tunnel.keys import ClusterKeys
 
 from .node import DEFAULT_HWM_MARGIN, ClusterConfig, DeadOwner
@@ -39,6 +40,7 @@ class ServiceConfig:
     backend: tuple[str, int] | None = None  # proxy
     proxy_protocol: bool = False  # proxy: send the PROXY v2 header first
     handler: str | None = None  # python: "package.module:function"
+    max_connections: int | None = None  # open at once from this service (None: only the node's limit)
 
     def describe(self) -> str:
         if self.kind == "proxy":
@@ -82,6 +84,7 @@ class NodeConfig:
     log_format: str = "auto"
     control_socket: str = ""
     grace: float = DEFAULT_GRACE  # SIGTERM: how long open connections may take to finish before they are reset
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # the whole node's (TIME-WAIT included)
     source: str = "<config>"
 
     def cluster_config(self) -> ClusterConfig:
@@ -145,7 +148,7 @@ class _Reader:
         doc = self.doc
         _only(doc, "", ("node", "tun", "cluster", "services", "metrics", "log"))
         node = _table(doc, "node", required=True)
-        _only(node, "node", ("id", "control_socket", "grace"))
+        _only(node, "node", ("id", "control_socket", "grace", "max_connections"))
         node_id = _int(node, "node.id", low=1)
         tun = _table(doc, "tun", required=True)
         _only(tun, "tun", ("name", "addresses", "mtu"))
@@ -165,6 +168,7 @@ class _Reader:
         fmt = _choice(log, "log.format", LOG_FORMATS, "auto")
         control = _str(node, "node.control_socket", default=f"{DEFAULT_CONTROL_DIR}/node{node_id}.sock")
         grace = _duration(node, "node.grace", DEFAULT_GRACE)
+        max_connections = _int(node, "node.max_connections", default=DEFAULT_MAX_CONNECTIONS, low=1)
         config = NodeConfig(
             node_id=node_id,
             tun_name=name,
@@ -177,6 +181,7 @@ class _Reader:
             log_format=fmt,
             control_socket=str(self.base / control) if control else "",
             grace=grace,
+            max_connections=max_connections,
             source=self.source,
         )
         if cluster is not None:
@@ -274,7 +279,7 @@ class _Reader:
                 raise ConfigError(key, "is not a table", "write each service as [[services]] with kind and listen")
             kind = _choice(s, f"{key}.kind", SERVICE_KINDS, None)
             allowed = {"echo": (), "discard": (), "proxy": ("backend", "proxy_protocol"), "python": ("handler",)}
-            _only(s, key, ("kind", "listen", *allowed[kind]))
+            _only(s, key, ("kind", "listen", "max_connections", *allowed[kind]))
             listen = _endpoint(s, f"{key}.listen")
             if ipaddress.ip_address(listen[0]) not in ours:
                 raise ConfigError(
@@ -304,7 +309,8 @@ class _Reader:
                     raise ConfigError(
                         f"{key}.handler", f"{handler!r} is not module:function", 'write it like "mypkg.app:handle"'
                     )
-            services.append(ServiceConfig(kind, listen, backend, proxy_protocol, handler))
+            limit = _int(s, f"{key}.max_connections", low=1) if "max_connections" in s else None
+            services.append(ServiceConfig(kind, listen, backend, proxy_protocol, handler, limit))
         return tuple(services)
 
 

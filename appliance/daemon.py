@@ -98,11 +98,15 @@ class Node:
             if writer is not None:
                 writer.close()
             raise
+        stack.host.max_connections = config.max_connections
         node = cls(config, stack, writer)
         try:
             for service, handler in zip(config.services, handlers, strict=True):
                 host, port = service.listen
-                node._servers.append(await stack.start_server(handler, host, port, backlog=1024))
+                server = await stack.start_server(
+                    handler, host, port, backlog=1024, max_connections=service.max_connections
+                )
+                node._servers.append(server)
             if config.metrics_listen is not None:
                 node._aux.append(await start_metrics_server(*config.metrics_listen, node.status))
             if config.control_socket:

@@ -45,6 +45,7 @@ from .wire import (
 )
 from .wire.tso import build_tso_packet
 
+DEFAULT_MAX_CONNECTIONS = 1 << 20  # about 4 GB of connections at 3.7 KB each; bounded memory whatever arrives
 # RFC 6335 §6: the dynamic (ephemeral) port range.
 EPHEMERAL_PORTS = range(49152, 65536)
 IPV4_HEADER = 20
@@ -74,13 +75,17 @@ def drop_unmatched_icmp(host: "Host", packet: IpPacket, msg: IcmpMessage, quoted
 class Listener:
     """A passive open on an address (or all of the host's addresses) and port, with a backlog."""
 
-    __slots__ = ("addr", "backlog", "config", "overflowed_at", "pending", "port")
+    __slots__ = ("addr", "backlog", "config", "max_connections", "open", "overflowed_at", "pending", "port")
 
-    def __init__(self, addr: Address | None, port: int, backlog: int, config: TcpConfig | None) -> None:
+    def __init__(
+        self, addr: Address | None, port: int, backlog: int, config: TcpConfig | None, max_connections: int | None
+    ) -> None:
         self.addr = addr
         self.port = port
         self.backlog = backlog
         self.config = config
+        self.max_connections = max_connections  # connections from this listener open at once (None: no limit)
+        self.open = 0  # counted only when there is a limit
         # Connections from this listener the application has not yet been told of (handshaking or queued).
         self.pending = 0
         self.overflowed_at = -math.inf  # when a SYN last found the backlog full (SYN cookies went out)
@@ -102,6 +107,7 @@ class Host:
         on_close: ConnectionHook | None = None,
         ttl: int = 64,
         syn_cookies: SynCookies | bool = True,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.addresses: frozenset[Address] = frozenset(packed(a) for a in addresses)
         if not self.addresses:
@@ -114,6 +120,11 @@ class Host:
         self._config_v6 = dataclasses.replace(base, mss=min(base.mss, mtu - IPV6_HEADER - TCP_HEADER))
         self.mtu = mtu
         self.ttl = ttl
+        if max_connections < 1:
+            raise ValueError(f"max_connections={max_connections} must be at least 1")
+        # Every connection in the table, TIME-WAIT included: beyond it, SYNs are dropped and connect() refuses.
+        self.max_connections = max_connections
+        self._listener_of: dict[Connection, Listener] = {}  # for listeners with a connection limit only
         self._secret = hashlib.blake2s(secret, person=b"ports").digest()
         self.isn_source: IsnSource = isn_source or Rfc6528Isn(secret)
         # RFC 4987 §3.6, on by default as in Linux (tcp_syncookies=1): only a listener whose backlog is full sends
@@ -160,6 +171,7 @@ class Host:
         *,
         backlog: int = 128,
         config: TcpConfig | None = None,
+        max_connections: int | None = None,
     ) -> Listener:
         local = None if addr is None else packed(addr)
         if local is not None and local not in self.addresses:
@@ -168,9 +180,11 @@ class Host:
             raise LocalProtocolError(f"port {port} is out of range 1-65535")
         if backlog < 1:
             raise LocalProtocolError(f"backlog={backlog} must be at least 1")
+        if max_connections is not None and max_connections < 1:
+            raise LocalProtocolError(f"max_connections={max_connections} must be at least 1 (or None: no limit)")
         if (local, port) in self.listeners:
             raise LocalProtocolError(f"already listening on port {port}: close that listener first")
-        listener = Listener(local, port, backlog, config)
+        listener = Listener(local, port, backlog, config, max_connections)
         self.listeners[(local, port)] = listener
         return listener
 
@@ -207,6 +221,10 @@ class Host:
         elif (local, local_port, remote, remote_port) in self.connections:
             raise LocalProtocolError(f"local port {local_port} is already connected to that peer")
         iss = self.isn_source(local, local_port, remote, remote_port, now)
+        if len(self.connections) >= self.max_connections:
+            raise LocalProtocolError(
+                f"this host holds max_connections={self.max_connections} connections: close some, or raise the limit"
+            )
         conn = self._register(local, local_port, remote, remote_port, iss, config or self.config_for(local))
         conn.connect(now)
         return conn
@@ -353,11 +371,30 @@ class Host:
         mss = cookies.check(local, seg.dst_port, remote, seg.src_port, seg.seq, seg.ack, now)
         if mss is None:
             return False
+        if not self._has_room(listener):
+            return True  # dropped: the cookie stays good, and the client's next segment may find room
         config = listener.config or self.config_for(local)
         conn = self._register(local, seg.dst_port, remote, seg.src_port, seq_add(seg.ack, -1), config)
+        self._count_for(listener, conn)
         conn.resume_from_cookie(seq_add(seg.seq, -1), min(mss, config.mss), now)
         conn.receive_segment(seg, now)
         return True
+
+    def _has_room(self, listener: Listener) -> bool:
+        """Whether a new connection from ``listener`` fits under the host's and the listener's limits; if not,
+        the drop is counted."""
+        if len(self.connections) >= self.max_connections:
+            self.drops["connection_limit"] += 1
+            return False
+        if listener.max_connections is not None and listener.open >= listener.max_connections:
+            self.drops["listener_connection_limit"] += 1
+            return False
+        return True
+
+    def _count_for(self, listener: Listener, conn: Connection) -> None:
+        if listener.max_connections is not None:
+            listener.open += 1
+            self._listener_of[conn] = listener
 
     def _send_cookie(self, listener: Listener, packet: IpPacket, seg: TcpSegment, now: float) -> None:
         """RFC 4987 §3.6: the backlog is full, so answer with a SYN,ACK whose ISN is a cookie and keep nothing."""
@@ -401,6 +438,8 @@ class Host:
     def _accept_syn(
         self, listener: Listener, packet: IpPacket, seg: TcpSegment, now: float, previous: Connection | None
     ) -> None:
+        if not self._has_room(listener):
+            return
         if listener.pending >= listener.backlog:
             self.drops["listen_overflow"] += 1
             if self.syn_cookies is not None:
@@ -414,6 +453,7 @@ class Host:
             # previous connection incarnation".
             iss = seq_add(previous.tx.snd_nxt, 1 << 16)
         conn = self._register(local, seg.dst_port, remote, seg.src_port, iss, listener.config or self.config_for(local))
+        self._count_for(listener, conn)
         conn.listen()
         listener.pending += 1
         self._embryonic[conn] = listener
@@ -505,6 +545,9 @@ class Host:
             if self.on_close is not None:
                 self.on_close(conn)
         self._armed.pop(conn, None)
+        limited = self._listener_of.pop(conn, None)
+        if limited is not None:
+            limited.open -= 1
         listener = self._embryonic.get(conn)
         if listener is not None:
             listener.pending -= 1

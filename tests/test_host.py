@@ -194,3 +194,30 @@ def test_new_syn_reopens_a_connection_in_time_wait():
     (new_syn_ack,) = replies(h, 1.0)
     assert new_syn_ack.flags == SYN | ACK and new_syn_ack.ack == 90_001
     assert conn.state is State.CLOSED
+
+
+def test_the_host_wide_connection_limit_drops_syns_and_refuses_connects_with_the_fix():
+    h = host(max_connections=3)
+    h.listen(80)
+    for port in (40001, 40002, 40003, 40004):
+        h.receive_packet(packet(TcpSegment(port, 80, 1, 0, SYN, 100)), 0.0)
+    assert len(replies(h)) == 3 and len(h.connections) == 3
+    assert h.drops["connection_limit"] == 1
+    with pytest.raises(LocalProtocolError, match=r"max_connections=3 connections: close some, or raise the limit"):
+        h.connect("10.0.0.1", 9, 0.0)
+
+
+def test_a_listeners_connection_limit_counts_its_open_connections_and_frees_a_place_when_one_goes():
+    h = host()
+    h.listen(80, max_connections=2)
+    h.listen(81)
+    for port in (40001, 40002, 40003):
+        h.receive_packet(packet(TcpSegment(port, 80, 1, 0, SYN, 100)), 0.0)
+    h.receive_packet(packet(TcpSegment(40009, 81, 1, 0, SYN, 100)), 0.0)  # another listener: not limited
+    assert len(h.connections) == 3 and h.drops["listener_connection_limit"] == 1
+    replies(h)
+    h.receive_packet(packet(TcpSegment(40001, 80, 2, 0, RST, 100)), 0.1)  # one goes
+    replies(h, 0.1)  # (the host lets go of closed connections when it next sends)
+    assert (US, 80, THEM, 40001) not in h.connections
+    h.receive_packet(packet(TcpSegment(40003, 80, 1, 0, SYN, 100)), 0.2)
+    assert (US, 80, THEM, 40003) in h.connections

@@ -136,12 +136,15 @@ class Stack:
         backlog: int = 128,
         config: TcpConfig | None = None,
         start_serving: bool = True,
+        max_connections: int | None = None,
     ) -> Server:
+        """As ``loop.create_server``; ``max_connections`` bounds the connections open at once from this server
+        (a SYN beyond it is dropped and counted, ``host.drops["listener_connection_limit"]``)."""
         if port is None:
             raise ValueError("create_server() needs a port to listen on")
         local = None if host in (None, "", "0.0.0.0", "::") else packed(host)
         try:
-            listener = self.host.listen(port, local, backlog=backlog, config=config)
+            listener = self.host.listen(port, local, backlog=backlog, config=config, max_connections=max_connections)
         except LocalProtocolError as exc:
             code = errno.EADDRINUSE if "already listening" in str(exc) else errno.EADDRNOTAVAIL
             raise OSError(code, str(exc)) from None
@@ -160,13 +163,20 @@ class Stack:
         backlog: int = 128,
         config: TcpConfig | None = None,
         start_serving: bool = True,
+        max_connections: int | None = None,
     ) -> Server:
         def factory() -> asyncio.StreamReaderProtocol:
             reader = asyncio.StreamReader(limit=limit)
             return asyncio.StreamReaderProtocol(reader, client_connected_cb)
 
         return await self.create_server(
-            factory, host, port, backlog=backlog, config=config, start_serving=start_serving
+            factory,
+            host,
+            port,
+            backlog=backlog,
+            config=config,
+            start_serving=start_serving,
+            max_connections=max_connections,
         )
 
     def _serve(self, server: Server) -> None:

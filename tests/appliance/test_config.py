@@ -95,6 +95,14 @@ MISTAKES = [
     ("[node]\nid = 1\n", "[tun]: missing; add a [tun] table"),
     (_base(**{"id = 1\n[tun]": 'id = "one"\n[tun]'}), "node.id: 'one' is not a whole number"),
     (_base(**{"id = 1\n[tun]": "id = 0\n[tun]"}), "node.id: 0 is out of range; use at least 1"),
+    (
+        _base(**{"id = 1\n[tun]": "id = 1\nmax_connections = 0\n[tun]"}),
+        "node.max_connections: 0 is out of range; use at least 1",
+    ),
+    (
+        _base(**{'listen = "192.0.2.10:7"': 'listen = "192.0.2.10:7"\nmax_connections = "many"'}),
+        "services[0].max_connections: 'many' is not a whole number",
+    ),
     (_base(**{'name = "atcp0"': 'name = "a very long interface name"'}), "tun.name: 'a very long interface name'"),
     (
         _base(**{'["192.0.2.10/32"]': '["192.0.2.10"]'}),
@@ -170,3 +178,15 @@ def test_a_small_headroom_scales_the_default_high_water_margin_with_it():
     config = parse(EXAMPLE.replace('headroom = "256MiB"', 'headroom = "1MiB"'))
     assert config.cluster.hwm_margin == 256 << 10
     assert parse(EXAMPLE).cluster.hwm_margin == 64 * MiB
+
+
+def test_connection_limits_for_the_node_and_each_service(tmp_path: Path):
+    text = _base(
+        **{
+            "id = 1\n[tun]": "id = 1\nmax_connections = 5000\n[tun]",
+            'listen = "192.0.2.10:7"': 'listen = "192.0.2.10:7"\nmax_connections = 100',
+        }
+    )
+    config = parse(text, base=tmp_path)
+    assert config.max_connections == 5000
+    assert [s.max_connections for s in config.services][:2] == [100, None]
