@@ -23,7 +23,8 @@ from .tcp.isn import IsnSource, Rfc6528Isn
 from .tcp.reset import reset_for
 from .tcp.state import State
 from .tcp.syncookie import PERIOD as COOKIE_PERIOD
-from .tcp.syncookie import SynCookies
+from .tcp.syncookie import SynCookies, options_from_timestamp, timestamp_with_options
+from .tcp.timestamps import Timestamps
 from .wire import (
     ACK,
     PROTO_ICMP,
@@ -374,9 +375,14 @@ class Host:
         if not self._has_room(listener):
             return True  # dropped: the cookie stays good, and the client's next segment may find room
         config = listener.config or self.config_for(local)
+        options = TcpOptions(mss=min(mss, config.mss))
+        timestamps = seg.options.timestamps
+        if timestamps is not None and config.timestamps:
+            window_scale, sack = options_from_timestamp(timestamps[1])
+            options = TcpOptions(mss=options.mss, window_scale=window_scale, sack_permitted=sack, timestamps=timestamps)
         conn = self._register(local, seg.dst_port, remote, seg.src_port, seq_add(seg.ack, -1), config)
         self._count_for(listener, conn)
-        conn.resume_from_cookie(seq_add(seg.seq, -1), min(mss, config.mss), now)
+        conn.resume_from_cookie(seq_add(seg.seq, -1), options, now)
         conn.receive_segment(seg, now)
         return True
 
@@ -406,6 +412,18 @@ class Host:
         cookie = self.syn_cookies.make(
             local, seg.dst_port, remote, seg.src_port, seg.seq, min(offered, config.mss), now
         )
+        options = TcpOptions(mss=config.mss)
+        if seg.options.timestamps is not None and config.timestamps:
+            # The client's timestamps carry window scaling and SACK through the cookie (syncookie.py).
+            scale = seg.options.window_scale if config.window_scaling else None
+            sack = seg.options.sack_permitted and config.sack
+            clock = Timestamps(cookie).value(now)  # the TSval clock of the connection this cookie would become
+            options = TcpOptions(
+                mss=config.mss,
+                window_scale=config.receive_window_scale if scale is not None else None,
+                sack_permitted=sack,
+                timestamps=(timestamp_with_options(clock, scale, sack), seg.options.timestamps[0]),
+            )
         reply = TcpSegment(
             src_port=seg.dst_port,
             dst_port=seg.src_port,
@@ -414,7 +432,7 @@ class Host:
             flags=SYN | ACK,
             window=min(config.receive_buffer, 0xFFFF),
             payload=b"",
-            options=TcpOptions(mss=config.mss),
+            options=options,
         )
         self.send_segment(local, remote, reply)
 

@@ -600,13 +600,14 @@ class Connection:
             self._events.insert(0, UrgentData(end))
             self._changed()
 
-    def resume_from_cookie(self, irs: int, mss: int, now: float) -> None:
+    def resume_from_cookie(self, irs: int, options: TcpOptions, now: float) -> None:
         """RFC 4987 §3.6: this passive connection is rebuilt from a SYN cookie's returning ACK, which the caller
         feeds next. The handshake stands as if our SYN,ACK (sent without state, its sequence number the cookie,
-        which is this connection's ISS) had gone out from here; only the MSS survived in the cookie."""
+        which is this connection's ISS) had gone out from here, with ``options`` as the SYN's: what the cookie
+        and its timestamp kept (stack/tcp/syncookie.py)."""
         self.listen()
         self.rx.start(irs)
-        self._negotiate(TcpOptions(mss=mss), now)
+        self._negotiate(options, now)
         self._set_state(State.SYN_RECEIVED, now)
         self.tx.syn_sent(now)
         self.tx.timed_end = None  # when the SYN,ACK left is unknown: no RTT sample from it

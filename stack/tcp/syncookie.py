@@ -7,8 +7,9 @@ owner). ``v`` packs, from the low bits up: the MSS index (2 bits, ``MSS_TABLE`` 
 counter's low 2 bits (one counter per ``PERIOD`` seconds; a cookie is good for the current and the previous
 period, as Linux's MAX_SYNCOOKIE_AGE), and a keyed MAC over the 4-tuple, the client's ISN, the full counter and
 the MSS index, as many bits of it as the span leaves (24 for the whole space, as Linux's). The counter in the MAC
-rotates the effective key every period. Window scaling, SACK and timestamps are not carried: a connection born of
-a cookie runs without them, as Linux's does when the client sends no timestamps.
+rotates the effective key every period. When the client sends timestamps, window scaling and SACK-permitted ride
+in the low bits of the SYN,ACK's TSval and come back in the ACK's TSecr (``timestamp_with_options``); without
+timestamps a connection born of a cookie runs without them, as Linux's does.
 """
 
 import hashlib
@@ -69,3 +70,27 @@ class SynCookies:
                 return (MSS_TABLE if len(local) == 4 else MSS_TABLE_V6)[mss_i]
         self.rejected += 1
         return None
+
+
+# Window scale and SACK-permitted ride in the low bits of the SYN,ACK's TSval when the client sends timestamps
+# (Linux's cookie_init_timestamp): it echoes them in the ACK's TSecr. 4 bits of shift (15: none), 1 of SACK.
+_TS_BITS = 6
+_TS_MASK = (1 << _TS_BITS) - 1
+_NO_WSCALE = 0xF
+
+
+def timestamp_with_options(clock: int, window_scale: int | None, sack: bool) -> int:
+    """The TSval for a cookie's SYN,ACK: ``clock`` (the connection's TSval now) with the options in its low bits,
+    never ahead of the clock, so the connection's later TSvals do not go backwards (the client's PAWS would drop
+    them)."""
+    bits = (_NO_WSCALE if window_scale is None else window_scale) | sack << 4
+    value = (clock & ~_TS_MASK) | bits
+    if bits > clock & _TS_MASK:
+        value = (value - (1 << _TS_BITS)) & SEQ_MASK  # one step of 64 back: behind the clock, as Linux does
+    return value
+
+
+def options_from_timestamp(echoed: int) -> tuple[int | None, bool]:
+    """(window scale or None, SACK-permitted) from the TSecr of a cookie's returning ACK."""
+    shift = echoed & _NO_WSCALE
+    return (None if shift == _NO_WSCALE else min(shift, 14)), bool(echoed >> 4 & 1)

@@ -9,7 +9,14 @@ from stack.host import Host
 from stack.seq import SEQ_MASK, seq_add
 from stack.tcp.events import DataReceived, Established
 from stack.tcp.state import State
-from stack.tcp.syncookie import MSS_TABLE, MSS_TABLE_V6, PERIOD, SynCookies
+from stack.tcp.syncookie import (
+    MSS_TABLE,
+    MSS_TABLE_V6,
+    PERIOD,
+    SynCookies,
+    options_from_timestamp,
+    timestamp_with_options,
+)
 from stack.testing import BulkEndpoint, LinkFaults, Network
 from stack.wire import ACK, PSH, RST, SYN, TcpOptions, TcpSegment, build_tcp_packet, parse_ip, parse_tcp
 
@@ -108,7 +115,8 @@ def test_cookies_are_only_checked_while_a_listener_overflows():
 
 def test_real_clients_complete_handshakes_and_transfers_through_cookies():
     """A server whose backlog one silent half-open connection fills: three real clients still get through, on a
-    lossy link, each moving 200 kB each way byte-exact (the cookie kept their MSS; no window scaling or SACK)."""
+    lossy link, each moving 200 kB each way byte-exact, with the MSS, window scaling, SACK and timestamps they
+    offered (the cookie and its timestamp kept them)."""
     net = Network(seed="cookies")
     server = Host(["10.0.0.2"], secret=SECRET)
     server.listen(80, backlog=1)
@@ -128,7 +136,28 @@ def test_real_clients_complete_handshakes_and_transfers_through_cookies():
     for (side, _), end in ends.items():
         if side == "s":
             assert end.received == 200_000 and end.conn.passive
-            assert not end.conn.wscale_ok and not end.conn.tx.sack_ok
+            assert end.conn.wscale_ok and end.conn.tx.sack_ok and end.conn.ts.enabled
         else:
             assert end.received == 200_000
     assert server.syn_cookies.accepted == 3 and server.drops["listen_overflow"] >= 3
+
+
+@given(clock=u32, window_scale=st.none() | st.integers(0, 14), sack=st.booleans())
+def test_options_ride_in_the_timestamp_never_ahead_of_the_clock(clock, window_scale, sack):
+    value = timestamp_with_options(clock, window_scale, sack)
+    assert options_from_timestamp(value) == (window_scale, sack)
+    assert 0 <= (clock - value) & SEQ_MASK < 64  # at most one step behind: later TSvals never go backwards
+
+
+def test_a_client_without_timestamps_gets_no_window_scaling_or_sack_through_a_cookie():
+    h = Host(["10.0.0.2"], secret=SECRET)
+    h.listen(80, backlog=1)
+    h.receive_packet(syn(40000, 1000), 0.0)
+    segments(h)
+    options = TcpOptions(mss=1460, window_scale=7, sack_permitted=True)  # but no timestamps
+    h.receive_packet(build_tcp_packet(TcpSegment(40001, 80, 5000, 0, SYN, 65535, options=options), THEM, US), 0.0)
+    (reply,) = segments(h)
+    assert reply.options.window_scale is None and not reply.options.sack_permitted
+    h.receive_packet(build_tcp_packet(TcpSegment(40001, 80, 5001, seq_add(reply.seq, 1), ACK, 65535), THEM, US), 0.1)
+    conn = h.connections[(US, 80, THEM, 40001)]
+    assert conn.state is State.ESTABLISHED and not conn.wscale_ok and not conn.tx.sack_ok
