@@ -40,6 +40,14 @@ async def _serve(args: argparse.Namespace, config) -> int:
     from .daemon import Node
 
     node = await Node.start(config, capture=args.capture)
+    if config.user:
+        from .privileges import drop_privileges
+
+        try:
+            drop_privileges(config.user, hand_over=(config.control_socket,))
+        except BaseException:
+            await node.stop(grace=0)
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

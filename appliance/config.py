@@ -13,6 +13,7 @@ from tunnel.keys import ClusterKeys
 
 from .node import DEFAULT_HWM_MARGIN, ClusterConfig, DeadOwner
 from .peers import ControlTiming
+from .privileges import lookup
 from .ranges import DEFAULT_HEADROOM
 
 SERVICE_KINDS = ("echo", "discard", "proxy", "python")
@@ -85,6 +86,7 @@ class NodeConfig:
     control_socket: str = ""
     grace: float = DEFAULT_GRACE  # SIGTERM: how long open connections may take to finish before they are reset
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # the whole node's (TIME-WAIT included)
+    user: str = ""  # become this user once the TUN and sockets are open ("": stay as started)
     source: str = "<config>"
 
     def cluster_config(self) -> ClusterConfig:
@@ -148,7 +150,7 @@ class _Reader:
         doc = self.doc
         _only(doc, "", ("node", "tun", "cluster", "services", "metrics", "log"))
         node = _table(doc, "node", required=True)
-        _only(node, "node", ("id", "control_socket", "grace", "max_connections"))
+        _only(node, "node", ("id", "control_socket", "grace", "max_connections", "user"))
         node_id = _int(node, "node.id", low=1)
         tun = _table(doc, "tun", required=True)
         _only(tun, "tun", ("name", "addresses", "mtu"))
@@ -169,6 +171,16 @@ class _Reader:
         control = _str(node, "node.control_socket", default=f"{DEFAULT_CONTROL_DIR}/node{node_id}.sock")
         grace = _duration(node, "node.grace", DEFAULT_GRACE)
         max_connections = _int(node, "node.max_connections", default=DEFAULT_MAX_CONNECTIONS, low=1)
+        user = _str(node, "node.user", default="")
+        if user:
+            try:
+                lookup(user)
+            except KeyError:
+                raise ConfigError(
+                    "node.user",
+                    f"there is no user {user!r} on this machine",
+                    "create it (useradd --system) or name one",
+                ) from None
         config = NodeConfig(
             node_id=node_id,
             tun_name=name,
@@ -182,6 +194,7 @@ class _Reader:
             control_socket=str(self.base / control) if control else "",
             grace=grace,
             max_connections=max_connections,
+            user=user,
             source=self.source,
         )
         if cluster is not None:

@@ -118,6 +118,9 @@ def remove_socket(path: str) -> None:
             os.unlink(path)
     except FileNotFoundError:
         pass
+    except PermissionError:
+        # A node that dropped privileges (node.user) without write access to the socket's directory.
+        log.warning("status.socket_left", path=path, fix="give node.user write access to its directory")
 
 
 def query(path: str, timeout: float = 2.0) -> dict:

@@ -217,3 +217,42 @@ try:
 except ConnectionResetError:
     print("reset", flush=True)
 """
+
+
+@pytest.mark.root
+def test_run_drops_to_an_unprivileged_user_once_its_tun_and_sockets_are_open(namespace, tmp_path):
+    import tempfile
+
+    # The control socket's directory must be the user's to write (systemd's RuntimeDirectory= does that).
+    run_dir = Path(tempfile.mkdtemp(prefix="atcp-priv-"))
+    run_dir.chmod(0o777)
+    path = tmp_path / "node.toml"
+    path.write_text(config_text(run_dir).replace("grace = ", 'user = "nobody"\ngrace = '))
+    log = open(tmp_path / "node.log", "w")  # noqa: SIM115 (closed below; the node writes into it)
+    node = namespace.popen([*CLI, "run", "--config", str(path)], cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: status_of(run_dir), what="the node's status socket")
+        wait_for(lambda: "node.privileges_dropped" in (tmp_path / "node.log").read_text(), what="the drop")
+        ids = {
+            line.split(":")[0]: line.split()[1:]
+            for line in Path(f"/proc/{node.pid}/status").read_text().splitlines()
+            if line.startswith(("Uid:", "Gid:", "Groups:"))
+        }
+        nobody = str(__import__("pwd").getpwnam("nobody").pw_uid)
+        assert ids["Uid"] == [nobody] * 4 and ids["Groups"] == []  # real, effective, saved, filesystem
+        echo = namespace.run(
+            [sys.executable, "-c", ECHO_CLIENT, SERVICE, "7", CLIENT], capture_output=True, text=True, timeout=20
+        )
+        assert echo.stdout.strip() == "ok", echo.stderr  # still serving through the TUN it opened as root
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=20) == 0, (tmp_path / "node.log").read_text()[-2000:]
+        assert not (run_dir / "node.sock").exists()
+        assert "atcli0" not in namespace.ip("link", "show")  # the TUN went with its descriptor, no root needed
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        log.close()
+        for leftover in run_dir.iterdir():
+            leftover.unlink()
+        run_dir.rmdir()

@@ -100,6 +100,10 @@ MISTAKES = [
         "node.max_connections: 0 is out of range; use at least 1",
     ),
     (
+        _base(**{"id = 1\n[tun]": 'id = 1\nuser = "no-such-user-here"\n[tun]'}),
+        "node.user: there is no user 'no-such-user-here' on this machine; create it (useradd --system) or name one",
+    ),
+    (
         _base(**{'listen = "192.0.2.10:7"': 'listen = "192.0.2.10:7"\nmax_connections = "many"'}),
         "services[0].max_connections: 'many' is not a whole number",
     ),
