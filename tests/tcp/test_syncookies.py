@@ -161,3 +161,12 @@ def test_a_client_without_timestamps_gets_no_window_scaling_or_sack_through_a_co
     h.receive_packet(build_tcp_packet(TcpSegment(40001, 80, 5001, seq_add(reply.seq, 1), ACK, 65535), THEM, US), 0.1)
     conn = h.connections[(US, 80, THEM, 40001)]
     assert conn.state is State.ESTABLISHED and not conn.wscale_ok and not conn.tx.sack_ok
+
+
+def test_a_wrong_cookie_in_the_clocks_first_period_is_refused_not_raised():
+    """Found by the atheris campaign: checking the period before the first one (a clock that starts at 0, as the
+    simulated network's does) packed a negative counter and raised."""
+    cookies = SynCookies(SECRET)
+    wrong_period = seq_add(0, 1 + (3 << 2))  # counter bits 3: only the "previous" period, -1, could match
+    assert cookies.check(US, 80, THEM, 4000, 1, wrong_period, 1.0) is None
+    assert cookies.rejected == 1
