@@ -8,40 +8,21 @@ timer fires. Nothing may raise, and what the node keeps stays within its bounds.
 """
 
 import dataclasses
-import random
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.control import encode_ack, encode_batch, encode_heartbeat
-from appliance.node import AnycastNode, ClusterConfig
 from stack.tcp.state import State
 from stack.wire.tcp import build_tcp_packet
 from tests.appliance.test_control import messages
+from tests.fuzz.node_under_fuzz import KEYS, SERVICE, make_node
 from tests.wire.strategies import tcp_segments
 from tests.wire.test_malformed_input import reseal
 from tunnel.encap import Sealer
-from tunnel.keys import ClusterKeys
 
-SERVICE = bytes([192, 0, 2, 10])
 CLIENTS = [bytes([198, 51, 100, i]) for i in (1, 2, 3)]
-KEYS = ClusterKeys(send_id=1, keys={1: random.Random("fuzz").randbytes(32)})
-PEERS = {2: ("10.255.0.2", 6080), 3: ("10.255.0.3", 6080)}
 BACKLOG = 8
-
-
-def make_node() -> AnycastNode:
-    node = AnycastNode(
-        ["192.0.2.10"],
-        cluster=ClusterConfig(node_id=1, ranges=4, headroom=1 << 22, hwm_margin=1 << 20),
-        peers=PEERS,
-        keys=KEYS,
-        incarnation=1,
-        secret=bytes(32),
-        now=0.0,
-    )
-    node.listen(80, backlog=BACKLOG)
-    return node
 
 
 def encode(message) -> bytes:
@@ -97,7 +78,7 @@ def inputs(draw):
 
 @given(st.lists(inputs(), max_size=40))
 def test_any_input_at_the_boundary_of_a_node_is_dropped_or_handled_never_raised(items):
-    node = make_node()
+    node = make_node(BACKLOG)
     now = 0.0
     for kind, value in items:
         if kind == "time":

@@ -17,31 +17,16 @@ import atheris
 import structlog
 
 with atheris.instrument_imports(include=["stack", "tunnel", "appliance"]):
-    from appliance.node import AnycastNode, ClusterConfig
+    from node_under_fuzz import KEYS, SERVICE, make_node  # (this script's own directory)
+
     from stack.tcp.state import State
     from stack.wire import parse_ip, parse_tcp
     from stack.wire.tcp import TcpOptions, TcpSegment, build_tcp_packet
     from tunnel.encap import Sealer
-    from tunnel.keys import ClusterKeys
 
-SERVICE, CLIENT = bytes([192, 0, 2, 10]), bytes([198, 51, 100, 1])
-KEYS = ClusterKeys(send_id=1, keys={1: bytes(range(32))})
+CLIENT = bytes([198, 51, 100, 1])
 BACKLOG = 2  # small, so that four client ports overflow it and SYN cookies are fuzzed too
 SEALERS = {2: Sealer(2, incarnation=1, keys=KEYS), 3: Sealer(3, incarnation=1, keys=KEYS)}
-
-
-def make_node() -> AnycastNode:
-    node = AnycastNode(
-        ["192.0.2.10"],
-        cluster=ClusterConfig(node_id=1, ranges=4, headroom=1 << 22, hwm_margin=1 << 20),
-        peers={2: ("10.255.0.2", 6080), 3: ("10.255.0.3", 6080)},
-        keys=KEYS,
-        incarnation=1,
-        secret=bytes(32),
-        now=0.0,
-    )
-    node.listen(80, backlog=BACKLOG)
-    return node
 
 
 def segment(fdp: atheris.FuzzedDataProvider) -> bytes:
@@ -102,7 +87,7 @@ def syn_acks(packets: list) -> list[TcpSegment]:
 
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    node = make_node()
+    node = make_node(BACKLOG)
     now = 0.0
     offers: list[TcpSegment] = []  # SYN,ACKs the node sent, for the client to answer
     for _ in range(fdp.ConsumeIntInRange(1, 24)):

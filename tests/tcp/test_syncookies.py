@@ -18,7 +18,8 @@ from stack.tcp.syncookie import (
     timestamp_with_options,
 )
 from stack.testing import BulkEndpoint, LinkFaults, Network
-from stack.wire import ACK, PSH, RST, SYN, TcpOptions, TcpSegment, build_tcp_packet, parse_ip, parse_tcp
+from stack.wire import ACK, PSH, RST, SYN, TcpOptions, TcpSegment, build_tcp_packet
+from tests.test_host import replies
 
 US, THEM = bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1])
 SECRET = b"k" * 32
@@ -62,14 +63,6 @@ def test_a_range_too_small_for_a_mac_is_refused():
         SynCookies(SECRET, span=1 << 19)
 
 
-def segments(h: Host, now: float = 0.0) -> list[TcpSegment]:
-    out = []
-    for raw in h.packets_to_send(now):
-        ip = parse_ip(raw)
-        out.append(parse_tcp(ip.payload, ip.src, ip.dst))
-    return out
-
-
 def syn(port: int, isn: int) -> bytes:
     return build_tcp_packet(TcpSegment(port, 80, isn, 0, SYN, 65535, options=TcpOptions(mss=1460)), THEM, US)
 
@@ -78,9 +71,9 @@ def test_a_full_backlog_answers_with_a_cookie_keeps_nothing_and_the_ack_opens_th
     h = Host(["10.0.0.2"], secret=SECRET)
     h.listen(80, backlog=1)
     h.receive_packet(syn(40000, 1000), 0.0)  # a half-open connection fills the backlog
-    segments(h)
+    replies(h)
     h.receive_packet(syn(40001, 5000), 1.0)
-    (reply,) = segments(h, 1.0)
+    (reply,) = replies(h, 1.0)
     assert reply.flags == SYN | ACK and reply.ack == 5001 and reply.options.mss == 1460
     assert len(h.connections) == 1 and h.drops["listen_overflow"] == 1  # nothing kept for the cookie
     ack = TcpSegment(40001, 80, 5001, seq_add(reply.seq, 1), ACK | PSH, 65535, b"hello")
@@ -97,10 +90,10 @@ def test_an_ack_with_a_wrong_cookie_is_reset_like_any_stranger():
     h.listen(80, backlog=1)
     h.receive_packet(syn(40000, 1000), 0.0)
     h.receive_packet(syn(40001, 5000), 0.0)
-    reply = segments(h)[-1]
+    reply = replies(h)[-1]
     forged = TcpSegment(40001, 80, 5001, seq_add(reply.seq, 2), ACK, 65535)
     h.receive_packet(build_tcp_packet(forged, THEM, US), 0.5)
-    (rst,) = segments(h, 0.5)
+    (rst,) = replies(h, 0.5)
     assert rst.flags & RST and (US, 80, THEM, 40001) not in h.connections
 
 
@@ -153,10 +146,10 @@ def test_a_client_without_timestamps_gets_no_window_scaling_or_sack_through_a_co
     h = Host(["10.0.0.2"], secret=SECRET)
     h.listen(80, backlog=1)
     h.receive_packet(syn(40000, 1000), 0.0)
-    segments(h)
+    replies(h)
     options = TcpOptions(mss=1460, window_scale=7, sack_permitted=True)  # but no timestamps
     h.receive_packet(build_tcp_packet(TcpSegment(40001, 80, 5000, 0, SYN, 65535, options=options), THEM, US), 0.0)
-    (reply,) = segments(h)
+    (reply,) = replies(h)
     assert reply.options.window_scale is None and not reply.options.sack_permitted
     h.receive_packet(build_tcp_packet(TcpSegment(40001, 80, 5001, seq_add(reply.seq, 1), ACK, 65535), THEM, US), 0.1)
     conn = h.connections[(US, 80, THEM, 40001)]
